@@ -1,0 +1,149 @@
+"""Inputs of an output: resolve names to files (paths, globs, s3:// URIs), fingerprint and read them."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchlane.receipts import FileDigest, InputDigest
+from batchlane.spec import LaneSpec
+
+READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+class InputError(ValueError):
+    """An input that cannot be used; the message names the input, the file and the reason."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    name: str
+    pattern: str
+    uri: str
+    local_path: Path | None   # None for s3:// until fetched
+
+    @property
+    def suffix(self) -> str:
+        return Path(self.uri.split("?")[0]).suffix.lower()
+
+
+def _s3_client():
+    import boto3  # only when an input lives on S3
+
+    return boto3.client("s3")
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def resolve_inputs(spec: LaneSpec, output: str) -> list[InputFile]:
+    files: list[InputFile] = []
+    for name, pattern in spec.outputs[output].inputs.items():
+        if pattern.startswith("s3://"):
+            matches = _resolve_s3(pattern)
+            files += [InputFile(name, pattern, uri, None) for uri in matches]
+            if not matches:
+                raise InputError(f"input {name!r} ({pattern}): no object matches")
+            continue
+        base = Path(pattern) if Path(pattern).is_absolute() else spec.base_dir / pattern
+        matches = sorted(Path(path) for path in glob.glob(str(base)) if Path(path).is_file())
+        if not matches:
+            raise InputError(f"input {name!r} ({pattern}): no file matches {base}")
+        files += [InputFile(name, pattern, path.resolve().as_uri(), path.resolve()) for path in matches]
+    for item in files:
+        if item.suffix not in READERS:
+            raise InputError(
+                f"input {item.name!r}: {item.uri} has an unsupported format {item.suffix or '(no suffix)'}; "
+                f"use one of {', '.join(sorted(READERS))}"
+            )
+    return files
+
+
+def _resolve_s3(pattern: str) -> list[str]:
+    bucket, key = _split_s3(pattern)
+    client = _s3_client()
+    if not any(ch in key for ch in "*?["):
+        return [pattern]
+    prefix = key.split("*")[0].split("?")[0].split("[")[0]
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    import fnmatch
+
+    return [f"s3://{bucket}/{k}" for k in sorted(keys) if fnmatch.fnmatchcase(k, key)]
+
+
+def fingerprint(files: list[InputFile]) -> list[InputDigest]:
+    """Size + SHA-256 of local files (streamed); S3 objects by ETag/version (HEAD, no download)."""
+    grouped: dict[tuple[str, str], list[FileDigest]] = {}
+    for item in files:
+        grouped.setdefault((item.name, item.pattern), []).append(_digest(item))
+    return [InputDigest(name=name, pattern=pattern, files=digests) for (name, pattern), digests in grouped.items()]
+
+
+def _digest(item: InputFile) -> FileDigest:
+    if item.local_path is not None:
+        digest, size = hashlib.sha256(), 0
+        with open(item.local_path, "rb") as handle:
+            while chunk := handle.read(8 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return FileDigest(uri=item.uri, size=size, sha256=digest.hexdigest())
+    bucket, key = _split_s3(item.uri)
+    head = _s3_client().head_object(Bucket=bucket, Key=key)
+    version = head.get("VersionId") or head["ETag"].strip('"')
+    checksum = head.get("ChecksumSHA256") or hashlib.sha256(f"{item.uri}@{version}".encode()).hexdigest()
+    return FileDigest(uri=item.uri, size=head["ContentLength"], sha256=checksum, version=version)
+
+
+def fetch_s3(item: InputFile, workdir: Path) -> tuple[InputFile, FileDigest]:
+    """Download an s3:// input, hashing while downloading; the receipt then holds its real SHA-256."""
+    bucket, key = _split_s3(item.uri)
+    body = _s3_client().get_object(Bucket=bucket, Key=key)
+    target = Path(tempfile.mkstemp(dir=workdir, suffix=item.suffix)[1])
+    digest, size = hashlib.sha256(), 0
+    with open(target, "wb") as handle:
+        for chunk in body["Body"].iter_chunks(8 << 20):
+            digest.update(chunk)
+            handle.write(chunk)
+            size += len(chunk)
+    version = body.get("VersionId") or body.get("ETag", "").strip('"') or None
+    local = InputFile(item.name, item.pattern, item.uri, target)
+    return local, FileDigest(uri=item.uri, size=size, sha256=digest.hexdigest(), version=version)
+
+
+def read_frame(item: InputFile) -> pd.DataFrame:
+    """Read one local input file as a DataFrame; errors name the input and the file."""
+    assert item.local_path is not None
+    kind = READERS[item.suffix]
+    where = f"input {item.name!r} ({item.uri})"
+    if item.local_path.stat().st_size == 0:
+        raise InputError(f"{where}: file is empty")
+    try:
+        if kind == "csv":
+            return pd.read_csv(item.local_path)
+        if kind == "parquet":
+            return pq.read_table(item.local_path).to_pandas()
+        return pd.read_json(item.local_path, lines=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{where}: file has no columns or rows") from None
+    except (pd.errors.ParserError, ValueError, pa.ArrowException, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}: malformed {kind}: {str(exc).splitlines()[0]}") from None
+
+
+def read_frames(files: list[InputFile]) -> dict[str, pd.DataFrame]:
+    """One DataFrame per input name (files of a glob are concatenated)."""
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for item in files:
+        frames.setdefault(item.name, []).append(read_frame(item))
+    return {name: parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True) for name, parts in frames.items()}

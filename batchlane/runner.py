@@ -1,0 +1,127 @@
+"""Local one-shot executor: each materialize is a subprocess (the Batch job's entrypoint), then check, then gate.
+
+Bounded parallelism; an output that references another waits for it; the run is closed
+with a RunManifest whatever happened, so the evidence always says how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from batchlane.backends import backend_env
+from batchlane.gate import check, close_run, decide
+from batchlane.materialize import record_crash
+from batchlane.plan import RunPlan, begin_output
+from batchlane.receipts import CheckReceipt, RunManifest
+from batchlane.spec import LaneSpec
+from batchlane.stores.base import Backend
+
+
+@dataclass
+class OutputProgress:
+    output: str
+    phase: str = "queued"      # queued | materializing | checking | deciding | certified | rejected | failed | memoized
+    attempt: int | None = None
+    rows: int | None = None
+    seconds: float | None = None
+    failing_rules: list[str] = field(default_factory=list)
+    error: str | None = None
+    started: float | None = None
+
+
+@dataclass
+class RunResult:
+    plan: RunPlan
+    manifest: RunManifest
+    progress: dict[str, OutputProgress]
+
+    @property
+    def ok(self) -> bool:
+        return self.manifest.verdict == "PASS"
+
+
+class LocalRunner:
+    def __init__(self, backend: Backend, spec: LaneSpec, *, jobs: int | None = None, force: bool = False,
+                 job_timeout: float | None = None, on_update: Callable[[OutputProgress], None] | None = None):
+        if spec.source_path is None:
+            raise ValueError("the local runner needs a spec loaded from a file (the job subprocess reads it)")
+        self.backend, self.spec, self.force = backend, spec, force
+        self.jobs = max(1, jobs or os.cpu_count() or 1)
+        self.job_timeout = job_timeout
+        self.on_update = on_update or (lambda progress: None)
+
+    def _update(self, progress: OutputProgress, **changes) -> None:
+        for name, value in changes.items():
+            setattr(progress, name, value)
+        self.on_update(progress)
+
+    def _materialize_job(self, plan: RunPlan, output: str, attempt: int) -> None:
+        command = [sys.executable, "-m", "batchlane.materialize", "--spec", str(self.spec.source_path),
+                   "--run-id", plan.run_id, "--output", output, "--attempt", str(attempt),
+                   "--trigger", plan.trigger]
+        job_id = f"local-{plan.run_id}-{output}-{attempt}"
+        env = {**os.environ, **backend_env(self.backend)}
+        try:
+            finished = subprocess.run([*command, "--job-id", job_id], env=env, capture_output=True, text=True,
+                                      timeout=self.job_timeout, check=False)
+            code, detail = finished.returncode, (finished.stderr.strip().splitlines() or [""])[-1]
+        except subprocess.TimeoutExpired:
+            code, detail = -1, f"timed out after {self.job_timeout}s"
+        if code != 0:  # no-op when the job left its own failed receipt
+            record_crash(self.backend, self.spec, plan.run_id, output, attempt, job_id=job_id,
+                         error=f"exit code {code}: {detail}", trigger=plan.trigger)
+
+    def _one(self, plan: RunPlan, progress: OutputProgress) -> None:
+        output = progress.output
+        self._update(progress, phase="planning", started=time.perf_counter())
+        start = begin_output(self.backend, self.spec, plan.run_id, output, force=self.force, trigger=plan.trigger)
+        if start.action == "memoized":
+            self._update(progress, phase="memoized", attempt=start.attempt,
+                         seconds=time.perf_counter() - progress.started)
+            return
+        self._update(progress, phase="materializing", attempt=start.attempt)
+        self._materialize_job(plan, output, start.attempt)
+        self._update(progress, phase="checking")
+        checked: CheckReceipt = check(self.backend, self.spec, plan.run_id, output, start.attempt)
+        self._update(progress, phase="deciding", rows=checked.rows)
+        gate = decide(self.backend, self.spec, plan.run_id, output, start.attempt)
+        failed_job = checked.error is not None and not checked.rules
+        self._update(
+            progress,
+            phase="certified" if gate.decision == "certified" else ("failed" if failed_job else "rejected"),
+            failing_rules=[rule.label for rule in checked.failing_rules], error=checked.error,
+            seconds=time.perf_counter() - progress.started,
+        )
+
+    def execute(self, plan: RunPlan) -> RunResult:
+        progress = {output: OutputProgress(output) for output in plan.outputs}
+        for item in progress.values():
+            self.on_update(item)
+        waiting = {
+            output: {dep for dep in self.spec.outputs[output].dependencies() if dep in progress}
+            for output in plan.outputs
+        }
+        done: set[str] = set()
+        running: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="lane-job") as pool:
+            while waiting or running:
+                for output in [o for o, deps in waiting.items() if deps <= done]:
+                    if len(running) >= self.jobs:
+                        break
+                    del waiting[output]
+                    running[pool.submit(self._one, plan, progress[output])] = output
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    output = running.pop(future)
+                    done.add(output)
+                    if future.exception() is not None:  # fail closed: an internal error certifies nothing
+                        self._update(progress[output], phase="failed", error=f"{type(future.exception()).__name__}: "
+                                     f"{future.exception()}")
+        manifest = close_run(self.backend, self.spec, plan.run_id)
+        return RunResult(plan=plan, manifest=manifest, progress=progress)

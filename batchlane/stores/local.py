@@ -1,0 +1,382 @@
+"""Local adapters: a folder for objects, SQLite for the ledger, a JSON Lines event log.
+
+Write-once is enforced by the filesystem: objects are written to a temporary file and
+published with ``os.link`` (fails if the key exists), so a reader never sees a partial
+object and a second writer never overwrites the first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from batchlane.receipts import FileDigest, LaneEvent
+from batchlane.stores.base import (
+    AlreadyExists,
+    CertPointer,
+    ConditionFailed,
+    NotFound,
+    ReceiptRow,
+    RunRecord,
+)
+
+CHUNK = 8 << 20
+
+
+def _hash_stream(chunks: Iterator[bytes]) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+class LocalObjectStore:
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / ".tmp"
+        self._tmp.mkdir(exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the store root")
+        return path
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def _publish(self, staged: Path, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged, 0o444)
+        try:
+            os.link(staged, target)
+        except FileExistsError:
+            raise AlreadyExists(f"{key} already exists (write-once)") from None
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def put_once(self, key: str, data: bytes) -> None:
+        if self._path(key).exists():
+            raise AlreadyExists(f"{key} already exists (write-once)")
+        fd, name = tempfile.mkstemp(dir=self._tmp)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._publish(Path(name), key)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{key} not found in {self.root}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.root
+        found = []
+        start = self._path(prefix) if prefix else base
+        search = start if start.is_dir() else start.parent
+        if not search.exists():
+            return []
+        for path in search.rglob("*"):
+            if path.is_file():
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix) and not key.startswith(".tmp/"):
+                    found.append(key)
+        return sorted(found)
+
+    def staging_file(self, suffix: str = "") -> Path:
+        """A temporary file inside the store (same filesystem, so publishing is a link)."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=suffix)
+        os.close(fd)
+        return Path(name)
+
+    def put_file_once(self, source: Path, key: str) -> FileDigest:
+        source = Path(source)
+        size, sha = _hash_stream(_read_chunks(source))
+        if source.parent.resolve() != self._tmp:
+            staged = self.staging_file()
+            shutil.copyfile(source, staged)
+            source = staged
+        self._publish(source, key)
+        return FileDigest(uri=self.uri(key), size=size, sha256=sha)
+
+    def fetch(self, key: str, destination: Path) -> FileDigest:
+        source = self._path(key)
+        if not source.is_file():
+            raise NotFound(f"{key} not found in {self.root}")
+        digest, size = hashlib.sha256(), 0
+        with open(source, "rb") as src, open(destination, "wb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+        return FileDigest(uri=self.uri(key), size=size, sha256=digest.hexdigest())
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def digest(self, key: str) -> FileDigest:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"{key} not found in {self.root}")
+        size, sha = _hash_stream(_read_chunks(path))
+        return FileDigest(uri=self.uri(key), size=size, sha256=sha)
+
+    def open_read(self, key: str) -> Iterator[bytes]:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"{key} not found in {self.root}")
+        return _read_chunks(path)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, lane TEXT NOT NULL, trigger TEXT NOT NULL, started_at TEXT NOT NULL,
+    spec_digest TEXT NOT NULL, outputs TEXT NOT NULL, spec_path TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL, output TEXT NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (run_id, output));
+CREATE TABLE IF NOT EXISTS receipts (
+    key TEXT PRIMARY KEY, run_id TEXT NOT NULL, output TEXT NOT NULL, attempt INTEGER NOT NULL,
+    kind TEXT NOT NULL, digest TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_by_run ON receipts (run_id, output, attempt);
+CREATE TABLE IF NOT EXISTS pointers (
+    lane TEXT NOT NULL, output TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    key TEXT NOT NULL, digest TEXT NOT NULL, memo_key TEXT NOT NULL, ord TEXT NOT NULL,
+    certified_at TEXT NOT NULL, revoked TEXT, PRIMARY KEY (lane, output));
+CREATE TABLE IF NOT EXISTS certifications (
+    key TEXT PRIMARY KEY, lane TEXT NOT NULL, output TEXT NOT NULL, memo_key TEXT NOT NULL, ord TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id TEXT PRIMARY KEY, body TEXT NOT NULL, queued_at TEXT NOT NULL, published_at TEXT);
+"""
+
+_KIND_ORDER = {"materialize": 0, "check": 1, "gate": 2, "manifest": 3}
+
+
+def _pointer(row: sqlite3.Row) -> CertPointer:
+    return CertPointer(
+        lane=row["lane"], output=row["output"], run_id=row["run_id"], attempt=row["attempt"], key=row["key"],
+        digest=row["digest"], memo_key=row["memo_key"], order=row["ord"],
+        certified_at=datetime.fromisoformat(row["certified_at"]), revoked=row["revoked"],
+    )
+
+
+class SqliteLedger:
+    """Every write is a short IMMEDIATE transaction: concurrent processes serialize on the file lock."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connection().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own commit
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db, self._local.pid = db, os.getpid()
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, None):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def create_run(self, run: RunRecord) -> RunRecord:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?)",
+                (run.run_id, run.lane, run.trigger, run.started_at.isoformat(), run.spec_digest,
+                 json.dumps(list(run.outputs)), run.spec_path),
+            )
+        stored = self.get_run(run.run_id)
+        assert stored is not None
+        return stored
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            run_id=row["run_id"], lane=row["lane"], trigger=row["trigger"],
+            started_at=datetime.fromisoformat(row["started_at"]), spec_digest=row["spec_digest"],
+            outputs=tuple(json.loads(row["outputs"])), spec_path=row["spec_path"],
+        )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._connection().execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return self._run(row) if row else None
+
+    def list_runs(self, lane: str | None = None, limit: int = 50) -> list[RunRecord]:
+        query, params = "SELECT * FROM runs", []
+        if lane:
+            query, params = query + " WHERE lane=?", [lane]
+        rows = self._connection().execute(query + " ORDER BY started_at DESC LIMIT ?", (*params, limit))
+        return [self._run(row) for row in rows]
+
+    def next_attempt(self, run_id: str, output: str) -> int:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO attempts VALUES (?,?,1) ON CONFLICT(run_id, output) DO UPDATE SET last=last+1",
+                (run_id, output),
+            )
+            return db.execute("SELECT last FROM attempts WHERE run_id=? AND output=?", (run_id, output)).fetchone()[0]
+
+    def record_receipt(self, row: ReceiptRow) -> None:
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO receipts VALUES (?,?,?,?,?,?,?,?)",
+                    (row.key, row.run_id, row.output, row.attempt, row.kind, row.digest, row.status,
+                     row.created_at.isoformat()),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"receipt {row.key} is already indexed") from None
+
+    def receipts(self, run_id: str, output: str | None = None) -> list[ReceiptRow]:
+        query, params = "SELECT * FROM receipts WHERE run_id=?", [run_id]
+        if output is not None:
+            query, params = query + " AND output=?", [run_id, output]
+        rows = [
+            ReceiptRow(
+                run_id=r["run_id"], output=r["output"], attempt=r["attempt"], kind=r["kind"], key=r["key"],
+                digest=r["digest"], status=r["status"], created_at=datetime.fromisoformat(r["created_at"]),
+            )
+            for r in self._connection().execute(query, params)
+        ]
+        return sorted(rows, key=lambda r: (r.output, r.attempt, _KIND_ORDER.get(r.kind, 9)))
+
+    def certify(self, pointer: CertPointer, event: LaneEvent) -> None:
+        with self._tx() as db:
+            current = db.execute(
+                "SELECT * FROM pointers WHERE lane=? AND output=?", (pointer.lane, pointer.output)
+            ).fetchone()
+            if current is not None and current["revoked"] is None and current["ord"] >= pointer.order:
+                raise ConditionFailed(
+                    f"{pointer.lane}/{pointer.output}: certification of run {current['run_id']} "
+                    f"attempt {current['attempt']} is newer or the same"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO pointers VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                (pointer.lane, pointer.output, pointer.run_id, pointer.attempt, pointer.key, pointer.digest,
+                 pointer.memo_key, pointer.order, pointer.certified_at.isoformat()),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO certifications VALUES (?,?,?,?,?)",
+                (pointer.key, pointer.lane, pointer.output, pointer.memo_key, pointer.order),
+            )
+            self._queue(db, event)
+
+    def current(self, lane: str, output: str) -> CertPointer | None:
+        row = self._connection().execute("SELECT * FROM pointers WHERE lane=? AND output=?", (lane, output)).fetchone()
+        return _pointer(row) if row else None
+
+    def revoke(self, lane: str, output: str, reason: str) -> CertPointer:
+        with self._tx() as db:
+            updated = db.execute(
+                "UPDATE pointers SET revoked=? WHERE lane=? AND output=?", (reason or "revoked", lane, output)
+            ).rowcount
+        if not updated:
+            raise NotFound(f"{lane}/{output} has no certification to revoke")
+        pointer = self.current(lane, output)
+        assert pointer is not None
+        return pointer
+
+    def find_memo(self, lane: str, output: str, memo_key: str) -> CertPointer | None:
+        pointer = self.current(lane, output)
+        if pointer and pointer.revoked is None and pointer.memo_key == memo_key:
+            return pointer
+        return None
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, event: LaneEvent) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO outbox VALUES (?,?,?,NULL)",
+            (event.event_id(), event.model_dump_json(), datetime.now().isoformat()),
+        )
+
+    def queue_event(self, event: LaneEvent) -> None:
+        with self._tx() as db:
+            self._queue(db, event)
+
+    def unpublished_events(self) -> list[LaneEvent]:
+        rows = self._connection().execute("SELECT body FROM outbox WHERE published_at IS NULL ORDER BY queued_at")
+        return [LaneEvent.model_validate_json(row["body"]) for row in rows]
+
+    def mark_published(self, event_ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET published_at=? WHERE event_id=?",
+                [(datetime.now().isoformat(), event_id) for event_id in event_ids],
+            )
+
+
+class JsonlEventLog:
+    """Append-only event log; local streaming consumers follow it (`lane events --follow`)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(exist_ok=True)
+
+    def publish(self, events: list[LaneEvent]) -> list[str]:
+        if not events:
+            return []
+        lines = "".join(
+            json.dumps({"id": event.event_id(), **event.model_dump(mode="json")}, sort_keys=True) + "\n"
+            for event in events
+        )
+        with open(self.path, "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return [event.event_id() for event in events]
+
+    def read(self, offset: int = 0) -> tuple[list[dict], int]:
+        """Complete lines from byte offset; returns (events, next offset)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+        end = data.rfind(b"\n") + 1
+        events = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+        return events, offset + end

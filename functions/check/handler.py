@@ -1,0 +1,44 @@
+"""Check Lambda: evaluate an attempt's contract and write its CheckReceipt. Thin: parse, call the core, shape output.
+
+A referencing output whose referenced product of the same run is not decided yet raises
+``DependencyPending``; the state machine retries that error with backoff.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from batchlane.backends import backend_from_env
+from batchlane.gate import DependencyPending, check
+from batchlane.receipts import receipt_key
+from batchlane.spec import LaneSpec, load_spec
+
+__all__ = ["DependencyPending", "handler"]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@lru_cache(maxsize=4)
+def _spec(path: str) -> LaneSpec:
+    return load_spec(path)
+
+
+def handler(event: dict, context: Any = None) -> dict:
+    path = os.environ.get("LANE_SPEC")
+    if not path:
+        raise BadRequest("LANE_SPEC is not set: the checker needs the lane spec path")
+    missing = [name for name in ("run_id", "output", "attempt") if (event or {}).get(name) in (None, "")]
+    if missing:
+        raise BadRequest(f"check needs {', '.join(missing)}")
+    run_id, output, attempt = event["run_id"], event["output"], int(event["attempt"])
+    receipt = check(backend_from_env(), _spec(path), run_id, output, attempt)
+    return {
+        "verdict": receipt.verdict,
+        "receipt": receipt_key(run_id, output, attempt, "check"),
+        "digest": receipt.digest(),
+        "failing_rules": [rule.label for rule in receipt.failing_rules][:20],
+    }

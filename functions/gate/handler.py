@@ -1,0 +1,181 @@
+"""Gate Lambda: plan, begin, record_crash, decide, settle, close. Thin: parse, call the core, shape output.
+
+Environment: LANE_BACKEND=aws, LANE_BUCKET, LANE_TABLE, LANE_EVENT_BUS, LANE_SPEC (path in the bundle).
+State carries only small references (run id, output, attempt, receipt keys), never receipts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+from batchlane.backends import backend_from_env
+from batchlane.gate import close_run, decide, unsettled
+from batchlane.materialize import record_crash
+from batchlane.plan import PlanError, begin_output, plan_run
+from batchlane.receipts import manifest_key, receipt_key
+from batchlane.spec import LaneSpec, load_spec
+
+TRIGGERS = ("cli", "console", "eventbridge", "rerun", "api")
+
+
+class OutputsUncertified(RuntimeError):
+    """Settle: some outputs of the run are not certified. The execution fails naming exactly those."""
+
+
+class BadRequest(ValueError):
+    """The gate was called with an event it cannot use (fails closed, never retried)."""
+
+
+@lru_cache(maxsize=4)
+def _spec(path: str) -> LaneSpec:
+    return load_spec(path)
+
+
+def _context() -> tuple[Any, LaneSpec]:
+    path = os.environ.get("LANE_SPEC")
+    if not path:
+        raise BadRequest("LANE_SPEC is not set: the gate needs the lane spec path")
+    return backend_from_env(), _spec(path)
+
+
+def _require(event: dict, *names: str) -> list[Any]:
+    missing = [name for name in names if event.get(name) in (None, "")]
+    if missing:
+        raise BadRequest(f"action {event.get('action')!r} needs {', '.join(missing)}")
+    return [event[name] for name in names]
+
+
+def _selection(raw: Any) -> dict[str, Any]:
+    """Execution input -> plan arguments: {}, {"outputs": [...]}, {"rerun_of": RUN}, or an EventBridge envelope."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise BadRequest(f"execution input must be a JSON object, got {type(raw).__name__}")
+    if "detail-type" in raw and "detail" in raw:  # started by an EventBridge rule
+        detail = raw.get("detail") or {}
+        outputs = detail.get("outputs") if isinstance(detail, dict) else None
+        if isinstance(outputs, dict):  # a RunClosed event of an upstream lane carries {output: state}
+            outputs = None
+        return {"outputs": list(outputs) if outputs else None, "rerun_of": None, "trigger": "eventbridge"}
+    unknown = sorted(set(raw) - {"outputs", "rerun_of", "trigger"})
+    if unknown:
+        raise BadRequest(f"unknown execution input field(s) {', '.join(unknown)}: use outputs or rerun_of")
+    outputs = raw.get("outputs")
+    if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)):
+        raise BadRequest("outputs must be a list of output names")
+    trigger = raw.get("trigger") or ("rerun" if raw.get("rerun_of") else "console")
+    if trigger not in TRIGGERS:
+        raise BadRequest(f"trigger {trigger!r} is not one of {', '.join(TRIGGERS)}")
+    return {"outputs": outputs or None, "rerun_of": raw.get("rerun_of"), "trigger": trigger}
+
+
+def plan(event: dict) -> dict:
+    backend, spec = _context()
+    (execution,) = _require(event, "execution")
+    selection = _selection(event.get("input"))
+    try:
+        planned = plan_run(backend, spec, run_id=None if selection["rerun_of"] else execution,
+                           trigger=selection["trigger"], outputs=selection["outputs"], rerun_of=selection["rerun_of"])
+    except PlanError as exc:
+        raise BadRequest(str(exc)) from None
+    return {
+        "run": {"run_id": planned.run_id, "lane": planned.lane, "trigger": planned.trigger},
+        "work": {"outputs": planned.outputs, "redrives": int(event.get("redrive_count") or 0), "settled": False},
+    }
+
+
+def begin(event: dict) -> dict:
+    backend, spec = _context()
+    run_id, output = _require(event, "run_id", "output")
+    start = begin_output(backend, spec, run_id, output, trigger=event.get("trigger") or "console")
+    return {"output": output, "attempt": start.attempt, "action": start.action,
+            "attempt_str": str(start.attempt)}
+
+
+def crash(event: dict) -> dict:
+    backend, spec = _context()
+    run_id, output, attempt = _require(event, "run_id", "output", "attempt")
+    error, job_id = _describe_failure(event.get("error"), event.get("cause"))
+    receipt = record_crash(backend, spec, run_id, output, int(attempt), job_id=job_id, error=error,
+                           trigger=event.get("trigger") or "console")
+    return {"status": receipt.status, "receipt": receipt_key(run_id, output, int(attempt), "materialize")}
+
+
+def _describe_failure(error: Any, cause: Any) -> tuple[str, str]:
+    """The Step Functions error/cause of a failed Batch task -> (readable error, job id)."""
+    text, job_id = str(error or "States.TaskFailed"), "unknown"
+    try:
+        detail = json.loads(cause) if isinstance(cause, str) else (cause or {})
+    except ValueError:
+        detail = {"message": str(cause)[:500]}
+    if isinstance(detail, dict):
+        job_id = str(detail.get("JobId") or detail.get("jobId") or job_id)
+        container = detail.get("Container") or detail.get("container") or {}
+        if not isinstance(container, dict):
+            container = {}
+        reason = detail.get("StatusReason") or detail.get("statusReason") or container.get("Reason")
+        exit_code = container.get("ExitCode", container.get("exitCode"))
+        parts = [text]
+        if exit_code is not None:
+            parts.append(f"exit code {exit_code}")
+        if reason:
+            parts.append(str(reason))
+        if detail.get("message"):
+            parts.append(str(detail["message"]))
+        text = ", ".join(parts)
+    return text, job_id
+
+
+def decide_output(event: dict) -> dict:
+    backend, spec = _context()
+    run_id, output, attempt = _require(event, "run_id", "output", "attempt")
+    receipt = decide(backend, spec, run_id, output, int(attempt))
+    return {"decision": receipt.decision, "receipt": receipt_key(run_id, output, int(attempt), "gate"),
+            "digest": receipt.digest()}
+
+
+def settle(event: dict) -> dict:
+    """Settled -> continue; a redriven execution -> reprocess the uncertified outputs; else fail naming them."""
+    backend, spec = _context()
+    (run_id,) = _require(event, "run_id")
+    redrive_count = int(event.get("redrive_count") or 0)
+    handled = int(event.get("handled_redrives") or 0)
+    open_outputs = unsettled(backend, spec, run_id)
+    if not open_outputs:
+        return {"outputs": [], "redrives": max(redrive_count, handled), "settled": True}
+    if redrive_count > handled:  # a console redrive restarted this state: rerun exactly the uncertified outputs
+        ordered = [name for name in spec.topological_order() if name in open_outputs]
+        return {"outputs": ordered, "redrives": redrive_count, "settled": False}
+    names = ", ".join(sorted(open_outputs))
+    details = "; ".join(f"{name}: {reason}" for name, reason in sorted(open_outputs.items()))
+    raise OutputsUncertified(
+        f"run {run_id} of lane {spec.lane}: {len(open_outputs)} output(s) not certified: {names} ({details}). "
+        f"Redrive this execution, or start one with {{\"rerun_of\": \"{run_id}\"}}, to rerun only these outputs."
+    )
+
+
+def close(event: dict) -> dict:
+    backend, spec = _context()
+    (run_id,) = _require(event, "run_id")
+    manifest = close_run(backend, spec, run_id)
+    return {"manifest": manifest_key(run_id, manifest.sequence), "sequence": manifest.sequence,
+            "verdict": manifest.verdict, "digest": manifest.digest()}
+
+
+ACTIONS = {
+    "plan": plan,
+    "begin": begin,
+    "record_crash": crash,
+    "decide": decide_output,
+    "settle": settle,
+    "close": close,
+}
+
+
+def handler(event: dict, context: Any = None) -> dict:
+    action = (event or {}).get("action")
+    if action not in ACTIONS:
+        raise BadRequest(f"unknown gate action {action!r}; expected one of {', '.join(ACTIONS)}")
+    return ACTIONS[action](event)

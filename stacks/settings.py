@@ -1,0 +1,148 @@
+"""Deployment settings from CDK context (`cdk.json` or `-c key=value`), validated at synth."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC = "examples/orders/lane.yaml"
+DEFAULT_ASL = "statemachines/lane.asl.json"
+DEFAULT_DOCKERFILE = "functions/materialize/Dockerfile"
+DEFAULT_LAYER_DIR = "build/layer"
+# CloudWatch Logs accepts only these retention periods (days).
+RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+class SettingsError(ValueError):
+    """A context value that cannot be used; the message names the context key."""
+
+
+def _int(context: dict[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    value = context.get(key, default)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"context {key}: {value!r} is not an integer") from None
+    if not low <= number <= high:
+        raise SettingsError(f"context {key}: {number} is outside {low}..{high}")
+    return number
+
+
+def _list(value: Any) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part) for part in value]
+
+
+def _json_object(context: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = context.get(key)
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"context {key}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not value:
+        raise SettingsError(f"context {key}: must be a non-empty JSON object (an EventBridge event pattern)")
+    return value
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    spec: Path
+    asl: Path
+    dockerfile: str                       # relative to the image build context (the repo root)
+    layer_dir: Path
+    managed_layer_arns: dict[str, str] = field(default_factory=dict)
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    max_vcpus: int = 16
+    nat_gateways: int = 1
+    job_vcpu: float = 1.0
+    job_memory_mib: int = 4096
+    job_timeout_minutes: int = 60
+    schedule: str | None = None
+    landed_event_pattern: dict[str, Any] | None = None
+    object_lock_days: int | None = None
+    object_lock_mode: str = "GOVERNANCE"
+    log_retention_days: int = 90
+    consumer_principal: str | None = None
+    alarm_topic_arn: str | None = None
+    stack_name: str | None = None
+
+    @classmethod
+    def from_context(cls, context: dict[str, Any], root: Path = REPO_ROOT) -> LaneSettings:
+        def path(key: str, default: str) -> Path:
+            value = Path(str(context.get(key) or default))
+            return value if value.is_absolute() else (root / value)
+
+        vpc_id = context.get("vpc_id") or None
+        subnet_ids = tuple(_list(context.get("subnet_ids")))
+        if vpc_id and not re.fullmatch(r"vpc-[0-9a-f]{8,17}", str(vpc_id)):
+            raise SettingsError(f"context vpc_id: {vpc_id!r} is not a VPC id (vpc-...)")
+        if vpc_id and len(subnet_ids) < 1:
+            raise SettingsError("context subnet_ids: an imported VPC (vpc_id) needs its private subnet ids, comma-separated")
+        if subnet_ids and not vpc_id:
+            raise SettingsError("context subnet_ids: only valid together with vpc_id")
+        for subnet in subnet_ids:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
+                raise SettingsError(f"context subnet_ids: {subnet!r} is not a subnet id (subnet-...)")
+
+        schedule = context.get("schedule") or None
+        if schedule and not re.fullmatch(r"(rate|cron)\(.+\)", str(schedule)):
+            raise SettingsError(f"context schedule: {schedule!r} must be rate(...) or cron(...)")
+
+        mode = str(context.get("object_lock_mode") or "GOVERNANCE").upper()
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise SettingsError(f"context object_lock_mode: {mode!r} must be GOVERNANCE or COMPLIANCE")
+
+        retention = _int(context, "log_retention_days", 90, 1, 3653)
+        if retention not in RETENTION_DAYS:
+            raise SettingsError(f"context log_retention_days: {retention} is not a CloudWatch Logs retention ({RETENTION_DAYS})")
+
+        arns = context.get("managed_layer_arns") or {}
+        if not isinstance(arns, dict):
+            raise SettingsError("context managed_layer_arns: must map region -> layer version ARN")
+        for region, arn in arns.items():
+            if not re.fullmatch(rf"arn:aws[\w-]*:lambda:{re.escape(region)}:\d{{12}}:layer:[\w-]+:\d+", str(arn)):
+                raise SettingsError(f"context managed_layer_arns.{region}: {arn!r} is not a layer version ARN in {region}")
+
+        vcpu = context.get("job_vcpu", 1.0)
+        try:
+            vcpu = float(vcpu)
+        except (TypeError, ValueError):
+            raise SettingsError(f"context job_vcpu: {vcpu!r} is not a number") from None
+        if vcpu not in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
+            raise SettingsError(f"context job_vcpu: {vcpu} is not a Fargate vCPU size (0.25, 0.5, 1, 2, 4, 8, 16)")
+
+        return cls(
+            spec=path("spec", DEFAULT_SPEC),
+            asl=path("asl", DEFAULT_ASL),
+            dockerfile=str(context.get("dockerfile") or DEFAULT_DOCKERFILE),
+            layer_dir=path("layer_dir", DEFAULT_LAYER_DIR),
+            managed_layer_arns={str(k): str(v) for k, v in arns.items()},
+            vpc_id=vpc_id,
+            subnet_ids=subnet_ids,
+            max_vcpus=_int(context, "max_vcpus", 16, 1, 4096),
+            nat_gateways=_int(context, "nat_gateways", 1, 0, 3),
+            job_vcpu=vcpu,
+            job_memory_mib=_int(context, "job_memory_mib", 4096, 512, 122880),
+            job_timeout_minutes=_int(context, "job_timeout_minutes", 60, 1, 14 * 24 * 60),
+            schedule=schedule,
+            landed_event_pattern=_json_object(context, "landed_event_pattern"),
+            object_lock_days=_int(context, "object_lock_days", None, 1, 36500),
+            object_lock_mode=mode,
+            log_retention_days=retention,
+            consumer_principal=context.get("consumer_principal") or None,
+            alarm_topic_arn=context.get("alarm_topic_arn") or None,
+            stack_name=context.get("stack_name") or None,
+        )
