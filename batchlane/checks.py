@@ -68,6 +68,7 @@ class _Product:
         return sum(f.metadata.num_rows for f in self.files)
 
 
+
 def _open(path: Path, uri: str) -> pq.ParquetFile:
     if not path.is_file():
         raise CheckError(f"{uri}: file not found")
@@ -203,18 +204,50 @@ def _footers(product: _Product, columns: set[str]) -> dict[str, ColumnFooter]:
     return footers
 
 
+def _dictionary_columns(parquet: pq.ParquetFile, columns: Sequence[str]) -> list[str]:
+    """String columns stored fully dictionary-encoded: read as Arrow dictionaries.
+
+    Decoding a low-cardinality string column into plain strings costs ~10x more than
+    reading its indices, and set/regex rules then test each distinct value once.
+    A chunk whose data pages average < 4 bytes per value holds RLE indices, not PLAIN
+    strings (PLAIN spends 4 bytes on each length prefix alone).
+    """
+    chosen = []
+    metadata = parquet.metadata
+    for name in columns:
+        field = parquet.schema_arrow.field(name)
+        index = next((i for i in range(len(parquet.schema)) if parquet.schema.column(i).path == name), None)
+        if index is None or not is_string_like(field.type) or pa.types.is_dictionary(field.type):
+            continue
+        chunks = [metadata.row_group(g).column(index) for g in range(metadata.num_row_groups)]
+        if chunks and all(
+            chunk.has_dictionary_page
+            and (chunk.total_uncompressed_size - (chunk.data_page_offset - chunk.dictionary_page_offset))
+            < 4 * max(chunk.num_values, 1)
+            for chunk in chunks
+        ):
+            chosen.append(name)
+    return chosen
+
+
 def _batches(product: _Product, columns: Sequence[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
     """(batch, global row number of its first row), one row group of ``columns`` at a time."""
     offset = 0
-    for uri, parquet in zip(product.uris, product.files):
-        for group in range(parquet.metadata.num_row_groups):
-            try:
-                table = parquet.read_row_group(group, columns=list(columns), use_threads=True)
-            except Exception as exc:
-                raise CheckError(f"{uri}: row group {group} unreadable: {exc}") from exc
-            for batch in table.to_batches():
-                yield batch, offset
-                offset += batch.num_rows
+    for path, uri, footer_only in zip(product.paths, product.uris, product.files):
+        dictionaries = _dictionary_columns(footer_only, columns)
+        parquet = pq.ParquetFile(path, read_dictionary=dictionaries) if dictionaries else footer_only
+        try:
+            for group in range(parquet.metadata.num_row_groups):
+                try:
+                    table = parquet.read_row_group(group, columns=list(columns), use_threads=True)
+                except Exception as exc:
+                    raise CheckError(f"{uri}: row group {group} unreadable: {exc}") from exc
+                for batch in table.to_batches():
+                    yield batch, offset
+                    offset += batch.num_rows
+        finally:
+            if parquet is not footer_only:
+                parquet.close()
 
 
 def check_files(
@@ -234,9 +267,21 @@ def check_files(
     uris = list(uris) if uris is not None else [str(p) for p in paths]
     if len(uris) != len(paths):
         raise CheckError(f"{len(uris)} uris for {len(paths)} files")
-    product = _Product(paths, uris, [_open(p, u) for p, u in zip(paths, uris)])
-    hashing = BackgroundHash(paths)  # runs while we scan
+    opened: list[pq.ParquetFile] = []
+    try:
+        for path, uri in zip(paths, uris):
+            opened.append(_open(path, uri))
+        product = _Product(paths, uris, opened)
+        hashing = BackgroundHash(paths)  # runs while we scan
+        return _check(product, hashing, contract, now, reference_values, _use_statistics, started)
+    finally:
+        for parquet in opened:
+            parquet.close()
 
+
+def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: dt.datetime | None,
+           reference_values: ReferenceResolver | None, _use_statistics: bool, started: float) -> CheckOutcome:
+    uris = product.uris
     plan = _plan(product, contract, _utc(now), reference_values)
     footers = _footers(product, {c for ev in plan for c in ev.columns}) if _use_statistics else {}
     settled: dict[int, list[RuleResult]] = {}
@@ -245,12 +290,17 @@ def check_files(
             answer = evaluator.from_footer(footers)
             if answer is not None:
                 settled[position] = answer
+            elif _use_statistics:
+                evaluator.prepare(footers)
     to_scan = [ev for position, ev in enumerate(plan) if position not in settled]
     columns = list(dict.fromkeys(c for ev in to_scan for c in ev.columns))
     if columns:
-        for batch, offset in _batches(product, columns):
-            for evaluator in to_scan:
-                evaluator.update(batch, offset)
+        try:
+            for batch, offset in _batches(product, columns):
+                for evaluator in to_scan:
+                    evaluator.update(batch, offset)
+        except ValueError as exc:  # data contradicting its own footer: a corrupt product
+            raise CheckError(f"{', '.join(uris)}: {exc}") from exc
 
     def rescan(wanted: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
         return (batch for batch, _ in _batches(product, wanted))

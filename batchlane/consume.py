@@ -15,7 +15,7 @@ def _only_lane(backend: Backend, output: str) -> str:
     if len(owners) == 1:
         return owners[0]
     if not owners:
-        raise NotCertified(f"no lane in the {backend.name} store has a certification for {output!r}: no PASS, no read")
+        raise NotCertified(f"{output!r} has no certification in any lane of the {backend.name} store: no PASS, no read")
     raise NotCertified(f"output {output!r} exists in lanes {', '.join(owners)}: name the lane")
 
 

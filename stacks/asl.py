@@ -117,3 +117,15 @@ def read_asl(path: Path) -> AslUsage:
     except AslError as exc:
         raise AslError(f"state machine definition {path}: {exc}") from None
     return usage
+
+
+def check_substitutions(usage: AslUsage, available: set[str], source: Path | str) -> None:
+    """Every ${Name} in the definition must have a value; a missing one would deploy a broken definition."""
+    unknown = sorted(usage.substitutions - available)
+    if unknown:
+        raise AslError(
+            f"state machine definition {source}: no value for substitution(s) {', '.join(unknown)}; "
+            f"the stack provides {', '.join(sorted(available))} (see statemachines/SUBSTITUTIONS.md)")
+    functions = {name for name in usage.lambda_function_substitutions if not name.endswith("FunctionArn")}
+    if functions:
+        raise AslError(f"state machine definition {source}: ${{{sorted(functions)[0]}}} is used as a Lambda function")

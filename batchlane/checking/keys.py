@@ -56,7 +56,7 @@ def exact_keys(array: pa.Array) -> np.ndarray:
         values = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64) + 0.0  # -0.0 -> 0.0
         values[np.isnan(values)] = np.nan  # one NaN bit pattern
         return values.view(np.int64)
-    values = array.fill_null(0).to_numpy(zero_copy_only=False)
+    values = (array.fill_null(0) if array.null_count else array).to_numpy(zero_copy_only=False)
     return values.view(np.int64) if values.dtype == np.uint64 else values.astype(np.int64, copy=False)
 
 
@@ -137,6 +137,54 @@ class DuplicateReport:
     sample: list[Any] = field(default_factory=list)
 
 
+class DenseSeen:
+    """Integer keys known (from exact footer statistics) to lie in a small range.
+
+    One byte per possible key, filled as batches stream by: no key array to keep and
+    nothing to sort. Used when the range is at most 8 keys per row, so memory never
+    exceeds the sort path's 8 bytes per row.
+    """
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.seen = np.zeros(high - low + 1, dtype=bool)
+        self.repeated: np.ndarray | None = None  # keys seen more than once, allocated on first repeat
+        self.rows = 0
+        self.distinct = 0
+
+    def add(self, keys: np.ndarray) -> None:
+        if len(keys) == 0:
+            return
+        index = keys - self.low
+        if index.min() < 0 or index.max() >= len(self.seen):
+            raise ValueError("key outside the range the Parquet footer statistics state")
+        before = self.seen[index]
+        self.seen[index] = True
+        distinct = int(np.count_nonzero(self.seen))
+        repeats_of_earlier = int(np.count_nonzero(before))
+        repeats_within = len(index) - repeats_of_earlier - (distinct - self.distinct)
+        if repeats_of_earlier or repeats_within:
+            if self.repeated is None:
+                self.repeated = np.zeros(len(self.seen), dtype=bool)
+            self.repeated[index[before]] = True
+            if repeats_within:
+                fresh, counts = np.unique(index[~before], return_counts=True)
+                self.repeated[fresh[counts > 1]] = True
+        self.rows += len(index)
+        self.distinct = distinct
+
+    def report(self) -> DuplicateReport:
+        if self.repeated is None:
+            return DuplicateReport(non_null=self.rows, duplicate_rows=0, repeated_keys=0)
+        repeated = np.flatnonzero(self.repeated)
+        return DuplicateReport(
+            non_null=self.rows,
+            duplicate_rows=self.rows - self.distinct,
+            repeated_keys=len(repeated),
+            sample=[int(value) + self.low for value in repeated[:5]],
+        )
+
+
 class KeyCollector:
     """Feed key columns batch by batch, then ``finish`` for the duplicate report."""
 
@@ -144,14 +192,28 @@ class KeyCollector:
         self.columns = tuple(columns)
         self.types = list(types)
         self.exact = len(columns) == 1 and is_exact_domain(plain(pa.array([], type=types[0])).type)
-        self._keys = np.empty(capacity, dtype=np.int64)
+        self._capacity = capacity
+        self._keys: np.ndarray | None = None
         self._filled = 0
+        self._dense: DenseSeen | None = None
+
+    def use_range(self, low: int, high: int) -> bool:
+        """Switch to the streaming dense path when exact bounds of a signed integer key allow it."""
+        if self.exact and pat.is_signed_integer(self.types[0]) and high - low + 1 <= 8 * max(self._capacity, 8192):
+            self._dense = DenseSeen(low, high)
+            return True
+        return False
 
     def add(self, arrays: Sequence[pa.Array]) -> None:
         keys = row_keys(arrays, self.exact)
         mask = _valid_mask(arrays)
         if mask is not None:
             keys = keys[mask]
+        if self._dense is not None:
+            self._dense.add(keys)
+            return
+        if self._keys is None:
+            self._keys = np.empty(self._capacity, dtype=np.int64)
         end = self._filled + len(keys)
         if end > len(self._keys):  # more rows than the footer announced: grow rather than fail
             self._keys = np.resize(self._keys, max(end, 2 * len(self._keys)))
@@ -159,8 +221,10 @@ class KeyCollector:
         self._filled = end
 
     def finish(self, rescan: Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]) -> DuplicateReport:
-        keys = self._keys[: self._filled]
-        keys.sort()
+        if self._dense is not None:
+            return self._dense.report()
+        keys = self._keys[: self._filled] if self._keys is not None else np.empty(0, dtype=np.int64)
+        keys.sort()  # in place: no second copy of the keys
         repeats = keys[1:][keys[1:] == keys[:-1]]
         non_null = len(keys)
         if len(repeats) == 0:

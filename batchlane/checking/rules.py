@@ -29,6 +29,9 @@ Rescan = Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]
 class Evaluator:
     columns: tuple[str, ...] = ()
 
+    def prepare(self, footers: Mapping[str, ColumnFooter]) -> None:
+        """Use exact footer facts to choose a cheaper way to scan (optional)."""
+
     def from_footer(self, footers: Mapping[str, ColumnFooter]) -> list[RuleResult] | None:
         return None
 
@@ -41,6 +44,34 @@ class Evaluator:
 
 def _count(value: pa.Scalar) -> int:
     return int(value.as_py() or 0)
+
+
+def per_row(array: pa.Array, test: Callable[[pa.Array], pa.Array]) -> pa.Array | None:
+    """A boolean per row (null for null rows), or None when every non-null row passes.
+
+    Dictionary-encoded columns are tested once per dictionary entry.
+    """
+    if pat.is_dictionary(array.type):
+        entries = test(plain(array.dictionary))
+        if entries.null_count == 0 and pc.all(entries).as_py() is not False:
+            return None  # every entry passes: skip the per-row take
+        return pc.take(entries, array.indices)
+    return test(plain(array))
+
+
+def _failing_rows(array: pa.Array, passed: pa.Array | None) -> int:
+    if passed is None:
+        return 0
+    return len(array) - array.null_count - _count(pc.sum(passed))
+
+
+def failing_values(array: pa.Array, passed: pa.Array) -> pa.Array:
+    """The non-null values whose test came out false."""
+    failing = pc.invert(passed)
+    if pat.is_dictionary(array.type):
+        used = pc.unique(array.indices.filter(failing).drop_null())
+        return plain(array.dictionary).take(used).drop_null()
+    return plain(array).filter(failing).drop_null()
 
 
 def _add_distinct(samples: list[Any], values: pa.Array) -> None:
@@ -128,15 +159,11 @@ class Range(Evaluator):
             if self.low is not None and low < self.low:
                 failing = pc.less(array, pa.scalar(self.low))
                 self.below += _count(pc.sum(failing))
-                self._keep(self.below_sample, array.filter(failing))
+                _add_distinct(self.below_sample, array.filter(failing))
             if self.high is not None and high > self.high:
                 failing = pc.greater(array, pa.scalar(self.high))
                 self.above += _count(pc.sum(failing))
-                self._keep(self.above_sample, array.filter(failing))
-
-    @staticmethod
-    def _keep(samples: list[Any], values: pa.Array) -> None:
-        samples.extend(sample(values, SAMPLE - len(samples)))
+                _add_distinct(self.above_sample, array.filter(failing))
 
     def _result(self, rule: str, bound: float, observed: Any, failing: int, examples: list[Any]) -> RuleResult:
         failing_count = failing + self.nans
@@ -181,12 +208,13 @@ class InSet(Evaluator):
         return self._cast_sets[arrow_type]
 
     def update(self, batch, offset):
-        array = plain(batch.column(self.column))
-        member = pc.is_in(array, value_set=self._set_for(array.type))  # null -> false (set has no nulls)
-        outside = len(array) - array.null_count - _count(pc.sum(member))
+        array = batch.column(self.column)
+        # null -> false: the set holds no nulls; nulls are subtracted from the count below
+        member = per_row(array, lambda values: pc.is_in(values, value_set=self._set_for(values.type)))
+        outside = _failing_rows(array, member)
         if outside:
             self.outside += outside
-            _add_distinct(self.examples, array.filter(pc.invert(member)).drop_null())
+            _add_distinct(self.examples, failing_values(array, member))
 
     def finish(self, rescan):
         return [RuleResult(
@@ -224,16 +252,16 @@ class Regex(Evaluator):
     def update(self, batch, offset):
         if self.error:
             return
-        array = plain(batch.column(self.column))
+        array = batch.column(self.column)
         try:
-            matched = pc.match_substring_regex(array, self.pattern)
+            matched = per_row(array, lambda values: pc.match_substring_regex(values, self.pattern))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             self.error = f"pattern not usable by the RE2 engine: {exc}"
             return
-        failing = len(array) - array.null_count - _count(pc.sum(matched))
+        failing = _failing_rows(array, matched)
         if failing:
             self.failing += failing
-            _add_distinct(self.examples, array.filter(pc.invert(matched)))
+            _add_distinct(self.examples, failing_values(array, matched))
 
     def finish(self, rescan):
         return [RuleResult(
@@ -299,6 +327,12 @@ class Unique(Evaluator):
     def __init__(self, columns: Sequence[str], types: Sequence[pa.DataType], capacity: int) -> None:
         self.columns = tuple(columns)
         self.keys = KeyCollector(columns, types, capacity)
+
+    def prepare(self, footers):
+        if len(self.columns) == 1:
+            footer = footers[self.columns[0]]
+            if footer.bounds_known and footer.minimum is not None:
+                self.keys.use_range(footer.minimum, footer.maximum)
 
     def update(self, batch, offset):
         self.keys.add([batch.column(name) for name in self.columns])

@@ -19,8 +19,14 @@ from batchlane.stores.base import Backend
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-out = Console()
-err = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """On a terminal Rich sizes itself; piped output gets a wide page so tables do not wrap ids."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=200)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:

@@ -512,7 +512,8 @@ class EventBridgeBus:
         return {
             "Source": self.source,
             "DetailType": event.type,
-            "Detail": event.model_dump_json(),
+            # the same shape as a line of the local event log: the stable id (consumers dedupe on it) + the event
+            "Detail": json.dumps({"id": event.event_id(), **event.model_dump(mode="json")}, sort_keys=True),
             "EventBusName": self.bus_name,
             "Time": event.time,
             "Resources": [],

@@ -27,6 +27,17 @@ def _spec(path: str) -> LaneSpec:
     return load_spec(path)
 
 
+@lru_cache(maxsize=4)
+def _backend_for(_key: tuple[str | None, ...]) -> Any:
+    return backend_from_env()
+
+
+def _backend() -> Any:
+    """One backend (and its boto3 clients) per warm container and configuration."""
+    names = ("LANE_BACKEND", "LANE_BUCKET", "LANE_TABLE", "LANE_EVENT_BUS", "AWS_ENDPOINT_URL")
+    return _backend_for(tuple(os.environ.get(name) for name in names))
+
+
 def handler(event: dict, context: Any = None) -> dict:
     path = os.environ.get("LANE_SPEC")
     if not path:
@@ -35,7 +46,7 @@ def handler(event: dict, context: Any = None) -> dict:
     if missing:
         raise BadRequest(f"check needs {', '.join(missing)}")
     run_id, output, attempt = event["run_id"], event["output"], int(event["attempt"])
-    receipt = check(backend_from_env(), _spec(path), run_id, output, attempt)
+    receipt = check(_backend(), _spec(path), run_id, output, attempt)
     return {
         "verdict": receipt.verdict,
         "receipt": receipt_key(run_id, output, attempt, "check"),

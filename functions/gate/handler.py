@@ -34,11 +34,22 @@ def _spec(path: str) -> LaneSpec:
     return load_spec(path)
 
 
+@lru_cache(maxsize=4)
+def _backend_for(_key: tuple[str | None, ...]) -> Any:
+    return backend_from_env()
+
+
+def _backend() -> Any:
+    """One backend (and its boto3 clients) per warm container and configuration."""
+    names = ("LANE_BACKEND", "LANE_BUCKET", "LANE_TABLE", "LANE_EVENT_BUS", "AWS_ENDPOINT_URL")
+    return _backend_for(tuple(os.environ.get(name) for name in names))
+
+
 def _context() -> tuple[Any, LaneSpec]:
     path = os.environ.get("LANE_SPEC")
     if not path:
         raise BadRequest("LANE_SPEC is not set: the gate needs the lane spec path")
-    return backend_from_env(), _spec(path)
+    return _backend(), _spec(path)
 
 
 def _require(event: dict, *names: str) -> list[Any]:
@@ -151,7 +162,7 @@ def settle(event: dict) -> dict:
     names = ", ".join(sorted(open_outputs))
     details = "; ".join(f"{name}: {reason}" for name, reason in sorted(open_outputs.items()))
     raise OutputsUncertified(
-        f"run {run_id} of lane {spec.lane}: {len(open_outputs)} output(s) not certified: {names} ({details}). "
+        f"run {run_id} of lane {spec.lane}: {len(open_outputs)} output(s) not certified: {names}. {details}. "
         f"Redrive this execution, or start one with {{\"rerun_of\": \"{run_id}\"}}, to rerun only these outputs."
     )
 

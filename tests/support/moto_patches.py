@@ -171,14 +171,22 @@ def _wait_while(job: Any, status: JobStatus) -> None:
         time.sleep(_TICK)
 
 
-def _python(argv: list[str]) -> list[str]:
+def _python(argv: list[str], prefixes: dict[str, str]) -> list[str]:
+    """``python`` is this interpreter; image paths (``/app/...``) map to the checkout."""
     if argv and argv[0] in ("python", "python3", "python3.11"):
-        return [sys.executable, *argv[1:]]
-    return argv
+        argv = [sys.executable, *argv[1:]]
+    mapped = []
+    for arg in argv:
+        for image_prefix, local_prefix in prefixes.items():
+            if arg.startswith(image_prefix):
+                arg = local_prefix + arg[len(image_prefix):]
+                break
+        mapped.append(arg)
+    return mapped
 
 
 @contextmanager
-def batch_subprocess(*, cwd: Path, env: dict[str, str]) -> Iterator[list[dict]]:
+def batch_subprocess(*, cwd: Path, env: dict[str, str], path_map: dict[str, str] | None = None) -> Iterator[list[dict]]:
     """Run every Batch job's command (``python`` = this interpreter) in ``cwd`` with ``env`` + the job's environment."""
     jobs: list[dict] = []
 
@@ -191,7 +199,8 @@ def batch_subprocess(*, cwd: Path, env: dict[str, str]) -> Iterator[list[dict]]:
             self.job_started_at = batch_models.datetime.now()
             self._start_attempt()
             _wait_while(self, JobStatus.STARTING)
-            command = _python([str(part) for part in self._add_parameters_to_command(self._get_container_property("command", []))])
+            raw = self._add_parameters_to_command(self._get_container_property("command", []))
+            command = _python([str(part) for part in raw], path_map or {})
             job_env = {item["name"]: str(item["value"]) for item in self._get_container_property("environment", [])}
             record.update(command=command, environment=job_env)
             timeout = self._get_attempt_duration()
@@ -244,12 +253,13 @@ def batch_exit_code() -> Iterator[None]:
 
 
 @contextmanager
-def lane_patches(*, handlers: dict[str, Handler], job_cwd: Path, job_env: dict[str, str]) -> Iterator[dict[str, list]]:
+def lane_patches(*, handlers: dict[str, Handler], job_cwd: Path, job_env: dict[str, str],
+                 path_map: dict[str, str] | None = None) -> Iterator[dict[str, list]]:
     """All patches at once; yields {"lambda": invocations, "batch": jobs}."""
     with ExitStack() as stack:
         stack.enter_context(sfn_shape_conversion())
         stack.enter_context(sfn_redrive_count())
         stack.enter_context(batch_exit_code())
         calls = stack.enter_context(lambda_in_process(handlers))
-        jobs = stack.enter_context(batch_subprocess(cwd=job_cwd, env=job_env))
+        jobs = stack.enter_context(batch_subprocess(cwd=job_cwd, env=job_env, path_map=path_map))
         yield {"lambda": calls, "batch": jobs}

@@ -1,0 +1,119 @@
+"""`lane check`: certify one product's Parquet file(s) against a contract, outside any run.
+
+Also runnable alone (``python -m batchlane.cli.check_cmd``) so it stays light for
+memory measurements: it imports only the checker, the contract model and Rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from batchlane.checks import CheckError, CheckOutcome, check_files
+from batchlane.spec import SpecError, load_contract
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = (
+    "Check Parquet file(s) of one data product against a contract and print the verdict with every rule's "
+    "expected and observed values. The contract file holds the `contract:` block of a lane spec "
+    "(columns, unique, row_count), with or without the `contract:` key. References to other products "
+    "cannot be resolved outside a run, so a `references` rule fails here with the reason."
+)
+EPILOG = "exit status: 0 PASS, 1 FAIL, 2 usage error, missing/unreadable file or invalid contract"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check", help="check Parquet file(s) against a contract (PASS/FAIL with evidence)",
+        description=DESCRIPTION, epilog=EPILOG,
+    )
+    _arguments(parser)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE.parquet",
+                        help="the product's Parquet file(s); several files are checked as one product")
+    parser.add_argument("--contract", required=True, type=Path, metavar="CONTRACT.yaml",
+                        help="YAML contract: columns (type, not_null, unique, accepted_values, min, max, "
+                        "max_age, regex, references), unique (composite keys), row_count")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON instead of a table")
+    parser.add_argument("--now", type=_instant, metavar="ISO-8601",
+                        help="judge max_age (freshness) as of this instant, e.g. 2026-11-02T00:00:00Z "
+                        "(default: the current time; naive values are UTC)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    errors = Console(stderr=True, highlight=False)
+    try:
+        contract = load_contract(args.contract)
+        outcome = check_files(args.files, contract, now=args.now)
+    except (SpecError, CheckError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}", markup=True)
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(json.dumps(outcome.to_json(), indent=2) + "\n")
+    else:
+        _print_table(outcome)
+    return EXIT_PASS if outcome.verdict == "PASS" else EXIT_FAIL
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date/time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_cell(item)}" for key, item in value.items())
+    if isinstance(value, float):
+        return repr(value)  # full precision: rounding could hide a bound violation
+    return json.dumps(value, default=str)
+
+
+def _print_table(outcome: CheckOutcome) -> None:
+    # On a terminal Rich fits the window; piped output gets room for the evidence columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    style = "bold green" if outcome.verdict == "PASS" else "bold red"
+    files = ", ".join(f"{f.uri} ({f.size:,} B, sha256 {f.sha256[:12]}…)" for f in outcome.files)
+    console.print(f"[{style}]{outcome.verdict}[/]  {outcome.rows:,} rows  {outcome.seconds:.2f}s  {files}",
+                  markup=True)
+    table = Table(title_justify="left")
+    for name in ("rule", "column", "result", "expected", "observed", "failing", "sample / detail"):
+        table.add_column(name, overflow="fold")
+    for rule in outcome.rules:
+        evidence = ", ".join(_cell(v) for v in rule.failing_sample)
+        if rule.detail:
+            evidence = f"{evidence}  ({rule.detail})" if evidence else rule.detail
+        table.add_row(
+            rule.rule, rule.column or "", "[green]pass[/]" if rule.passed else "[red]FAIL[/]",
+            _cell(rule.expected), _cell(rule.observed), str(rule.failing_count) if rule.failing_count else "",
+            evidence,
+        )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lane check", description=DESCRIPTION, epilog=EPILOG)
+    _arguments(parser)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CDK stacks for batchlane: one stack per lane spec (see app.py)."""
