@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
     for stack in assembly.stacks:
         for message in stack.messages:
             if message.level != "info":
-                print(f"{message.level}: {stack.stack_name}: {message.entry.data}", file=sys.stderr)
+                print(f"{str(message.level).rsplit('.', 1)[-1].lower()}: {stack.stack_name}: {message.entry.data}", file=sys.stderr)
         print(f"synthesized {stack.stack_name} -> {assembly.directory}/{stack.template_file}")
     return 0
 

@@ -110,7 +110,7 @@ class _Progress:
         self.items: dict[str, OutputProgress] = {}
         self.live = None
         if not quiet and err.is_terminal:
-            self.live = Live(self._table(), console=err, refresh_per_second=8, transient=True)
+            self.live = Live(self, console=err, refresh_per_second=4, transient=True)
 
     def _table(self) -> Table:
         table = Table(title=f"run {self.plan.run_id}", title_justify="left")
@@ -123,10 +123,13 @@ class _Progress:
                           "" if elapsed is None else f"{elapsed:.1f}s")
         return table
 
+    def __rich__(self) -> Table:  # re-rendered on every refresh, so elapsed times tick
+        return self._table()
+
     def update(self, item: OutputProgress) -> None:
         self.items[item.output] = item
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
         elif not self.quiet and item.phase in self.FINAL:
             err.print(f"  {item.output}: {styled(item.phase)} (attempt {item.attempt})", highlight=False)
 

@@ -1,0 +1,128 @@
+"""One CDK synth per test session (jsii start + synth ~5 s), shared by every test in tests/cdk.
+
+Two lane stacks in one app, both under cdk-nag AwsSolutions:
+  * `default`: the shipped example lane exactly as `make synth` builds it (examples/orders/lane.yaml,
+    statemachines/lane.asl.json, functions/materialize/Dockerfile), plus a schedule; no built layer,
+    so the managed-layer fallback is what it exercises.
+  * `options`: a fixture lane with s3:// inputs, an imported VPC, Object Lock, a consumer principal,
+    an alarm topic, a custom DataLanded pattern and a built (fake) dependency layer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_SPEC = FIXTURES / "lane" / "lane.yaml"
+if str(REPO) not in sys.path:  # app.py and stacks/ live at the repo root (not an installed package)
+    sys.path.insert(0, str(REPO))
+
+OPTIONS_CONTEXT = {
+    "spec": str(FIXTURE_SPEC),
+    "stack_name": "Batchlane-options",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "subnet_ids": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
+    "object_lock_days": 365,
+    "object_lock_mode": "COMPLIANCE",
+    "consumer_principal": "123456789012",
+    "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:lane-alarms",
+    "landed_event_pattern": json.dumps({"source": ["upstream.ingest"], "detail-type": ["FilesLanded"]}),
+}
+
+
+@dataclass
+class Synth:
+    outdir: Path
+    templates: dict[str, dict[str, Any]]
+    stacks: dict[str, Any]
+    error: Exception | None
+    report: dict[str, Any] | None
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+
+    def template(self, which: str) -> dict[str, Any]:
+        return self.templates[which]
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    from app import add_lane_stack, cdk_json_context, new_app
+    from stacks.nag import add_nag
+
+    base = tmp_path_factory.mktemp("cdk")
+    outdir = base / "cdk.out"
+    layer = base / "layer"
+    (layer / "python" / "yaml").mkdir(parents=True)
+    (layer / "python" / "yaml" / "__init__.py").write_text("# fake layer content for the synth test\n")
+
+    app = new_app(outdir=str(outdir))
+    defaults = cdk_json_context()
+    stacks = {
+        "default": add_lane_stack(app, {**defaults, "schedule": "rate(1 day)", "layer_dir": str(base / "no-layer")}),
+        "options": add_lane_stack(app, {**defaults, **OPTIONS_CONTEXT, "layer_dir": str(layer)}),
+    }
+    add_nag(app)
+    error: Exception | None = None
+    try:
+        app.synth()
+    except Exception as exc:  # noqa: BLE001 - reported by test_nag_clean with the findings
+        error = exc
+    report_path = outdir / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    templates = {
+        which: json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
+        for which, stack in stacks.items()
+    }
+    return Synth(outdir=outdir, templates=templates, stacks=stacks, error=error, report=report)
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
+
+
+def one(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(policy logical id, statement) for every identity policy statement in the template."""
+    found = []
+    for name, body in template["Resources"].items():
+        if body["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for statement in body["Properties"]["PolicyDocument"]["Statement"]:
+                found.append((name, statement))
+        if body["Type"] == "AWS::IAM::Role":
+            for policy in body["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    found.append((name, statement))
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
+    """Statements of the default policy attached to the role whose logical id starts with role_prefix."""
+    roles = [name for name in resources(template, "AWS::IAM::Role") if name.startswith(role_prefix)]
+    assert len(roles) == 1, f"role {role_prefix}: {roles}"
+    found = []
+    for body in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": roles[0]} in body["Properties"].get("Roles", []):
+            found.extend(body["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def actions_of(statements_: list[dict[str, Any]], effect: str = "Allow") -> set[str]:
+    return {action for s in statements_ if s.get("Effect", "Allow") == effect for action in as_list(s["Action"])}
