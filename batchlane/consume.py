@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from batchlane.backends import backend_from_env, local_backend
 from batchlane.gate import NotCertified, read_table
 from batchlane.stores.base import Backend
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _only_lane(backend: Backend, output: str) -> str:

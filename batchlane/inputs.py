@@ -9,12 +9,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from batchlane.receipts import FileDigest, InputDigest
 from batchlane.spec import LaneSpec
+
+if TYPE_CHECKING:  # pandas/pyarrow load only when a job reads data: planning and the CLI stay fast
+    import pandas as pd
 
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -124,6 +125,10 @@ def fetch_s3(item: InputFile, workdir: Path) -> tuple[InputFile, FileDigest]:
 
 def read_frame(item: InputFile) -> pd.DataFrame:
     """Read one local input file as a DataFrame; errors name the input and the file."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     assert item.local_path is not None
     kind = READERS[item.suffix]
     where = f"input {item.name!r} ({item.uri})"
@@ -143,6 +148,8 @@ def read_frame(item: InputFile) -> pd.DataFrame:
 
 def read_frames(files: list[InputFile]) -> dict[str, pd.DataFrame]:
     """One DataFrame per input name (files of a glob are concatenated)."""
+    import pandas as pd
+
     frames: dict[str, list[pd.DataFrame]] = {}
     for item in files:
         frames.setdefault(item.name, []).append(read_frame(item))

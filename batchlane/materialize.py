@@ -12,10 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from batchlane.evidence import chain_head, load_receipt, write_once_or_existing
 from batchlane.inputs import InputError, InputFile, fetch_s3, fingerprint, read_frames, resolve_inputs
@@ -25,6 +22,10 @@ from batchlane.spec import LaneSpec, SpecError, load_spec
 from batchlane.stores.base import Backend
 from batchlane.transforms import TransformError, code_fingerprint, load_transform
 
+if TYPE_CHECKING:  # data libraries load in the job, not in the runner that only records crashes
+    import pandas as pd
+    import pyarrow as pa
+
 PRODUCT_FILE = "part-0000.parquet"
 
 
@@ -33,6 +34,8 @@ class MaterializeError(RuntimeError):
 
 
 def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
     transform = load_transform(spec, output)
     if transform is None:
         (frame,) = frames.values()
@@ -61,6 +64,8 @@ def _local_inputs(files: list[InputFile], workdir: Path) -> tuple[list[InputFile
 
 
 def _write_product(backend: Backend, table: pa.Table, key: str, workdir: Path) -> FileDigest:
+    import pyarrow.parquet as pq
+
     staging_file = getattr(backend.store, "staging_file", None)
     path = staging_file(".parquet") if staging_file else workdir / PRODUCT_FILE
     pq.write_table(table, path, compression="snappy", row_group_size=1_000_000)
@@ -82,6 +87,8 @@ def materialize(
     error, key, fingerprint_ = None, "", ""
     workdir = Path(tempfile.mkdtemp(prefix="lane-materialize-"))
     try:
+        import pyarrow as pa
+
         fingerprint_ = code_fingerprint(spec, output)
         files = resolve_inputs(spec, output)
         key = memo_key(spec, output, fingerprint(files))

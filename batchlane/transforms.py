@@ -6,11 +6,13 @@ import hashlib
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from batchlane import __version__
 from batchlane.spec import LaneSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class TransformError(ValueError):
@@ -37,7 +39,7 @@ def code_fingerprint(spec: LaneSpec, output: str) -> str:
     return digest.hexdigest()
 
 
-def load_transform(spec: LaneSpec, output: str) -> Callable[..., pd.DataFrame] | None:
+def load_transform(spec: LaneSpec, output: str) -> Callable[..., "pd.DataFrame"] | None:
     dotted = spec.outputs[output].transform
     if dotted is None:
         return None

@@ -151,3 +151,19 @@ def test_backend_from_env_and_subprocess_env(aws, monkeypatch):
                                     "LANE_EVENT_BUS": BUS}
     backend.store.put_once("receipts/x.json", b"{}")
     assert json.loads(backend.store.get("receipts/x.json")) == {}
+
+
+def test_attempts_use_one_atomic_add(aws):
+    """Concurrency is DynamoDB's job: next_attempt is a single UpdateItem ADD returning the new value."""
+    ledger = DynamoLedger(TABLE)
+    calls = []
+    original = ledger.db.update_item
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    ledger.db.update_item = spy
+    assert [ledger.next_attempt("r1", "clean") for _ in range(2)] == [1, 2]
+    assert all(call["UpdateExpression"] == "ADD attempts :one" and call["ReturnValues"] == "UPDATED_NEW"
+               for call in calls) and len(calls) == 2

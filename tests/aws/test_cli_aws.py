@@ -51,7 +51,7 @@ def test_lane_cli_runs_audits_and_reads_against_aws(aws_lane, lane_cli, tmp_path
         json.dumps({"payment_id": 90000 + n, "order_id": 1, "amount": 1000.0, "paid_at": "2026-01-02T00:00:00"}) + "\n"
         for n in range(3)))
 
-    code, out, err = lane_cli("run", spec, "--backend", "aws", "--json", "--jobs", "3")
+    code, out, err = lane_cli("run", spec, "--outputs", "customers_clean,order_payments", "--backend", "aws", "--json")
     assert code == 1, err
     run_id = json.loads(out)["run_id"]
 

@@ -1,0 +1,1 @@
+"""CDK stack tests (one synth per session, see conftest.py)."""

@@ -1,0 +1,314 @@
+"""Every resource of the lane stack, asserted on the synthesized template (one synth per session)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from batchlane.spec import load_spec
+
+from .conftest import FIXTURE_SPEC, REPO, one, resources
+
+pytestmark = pytest.mark.xdist_group("cdk")
+
+EXAMPLE_SPEC = REPO / "examples" / "orders" / "lane.yaml"
+
+
+@pytest.fixture(scope="module")
+def default(synth):
+    return Template.from_json(synth.template("default"))
+
+
+@pytest.fixture(scope="module")
+def options(synth):
+    return Template.from_json(synth.template("options"))
+
+
+def test_stack_name_comes_from_the_lane(synth):
+    assert synth.stacks["default"].stack_name == "Batchlane-" + load_spec(EXAMPLE_SPEC).lane
+    assert synth.stacks["options"].stack_name == "Batchlane-options"
+
+
+def test_lane_bucket_is_private_tls_only_encrypted_versioned_and_logged(synth, default):
+    default.has_resource_properties("AWS::S3::Bucket", {
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+        "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LoggingConfiguration": {"DestinationBucketName": Match.any_value(), "LogFilePrefix": "lane-bucket/"},
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    })
+    for body in resources(synth.template("default"), "AWS::S3::Bucket").values():
+        assert body["DeletionPolicy"] == "Retain"
+        assert body["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    # TLS only, on both buckets
+    policies = resources(synth.template("default"), "AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for body in policies.values():
+        tls = [s for s in body["Properties"]["PolicyDocument"]["Statement"]
+               if s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
+        assert tls and all(s["Effect"] == "Deny" and s["Action"] == "s3:*" for s in tls)
+
+
+def test_receipts_are_write_once_by_bucket_policy(synth):
+    template = synth.template("default")
+    bucket, _ = next((n, b) for n, b in resources(template, "AWS::S3::Bucket").items() if n.startswith("LaneBucket"))
+    policy = next(b for b in resources(template, "AWS::S3::BucketPolicy").values()
+                  if b["Properties"]["Bucket"] == {"Ref": bucket})
+    by_sid = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    write_once = by_sid["ReceiptsAreWriteOnce"]
+    assert write_once["Effect"] == "Deny" and write_once["Action"] == "s3:PutObject"
+    assert write_once["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+    assert json.dumps(write_once["Resource"]).endswith('"/receipts/*"]]}')
+    never_deleted = by_sid["ReceiptsAreNeverDeleted"]
+    assert never_deleted["Effect"] == "Deny"
+    assert set(never_deleted["Action"]) == {"s3:DeleteObject", "s3:DeleteObjectVersion"}
+
+
+def test_object_lock_is_optional_via_context(default, options):
+    default.has_resource_properties("AWS::S3::Bucket", {"LoggingConfiguration": Match.any_value(),
+                                                        "ObjectLockEnabled": Match.absent()})
+    options.has_resource_properties("AWS::S3::Bucket", {
+        "ObjectLockEnabled": True,
+        "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled",
+                                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 365}}},
+    })
+
+
+def test_ledger_table(synth):
+    name, table = one(synth.template("default"), "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert {"AttributeName": "pk", "AttributeType": "S"} in props["AttributeDefinitions"]
+    assert {"AttributeName": "sk", "AttributeType": "S"} in props["AttributeDefinitions"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["DeletionProtectionEnabled"] is True
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_batch_on_fargate_in_a_new_vpc(synth, default):
+    template = synth.template("default")
+    default.resource_count_is("AWS::EC2::VPC", 1)
+    default.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
+    default.has_resource_properties("AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway"})
+    _, environment = one(template, "AWS::Batch::ComputeEnvironment")
+    props = environment["Properties"]
+    assert props["Type"] == "managed"
+    assert props["ComputeResources"]["Type"] == "FARGATE"
+    assert props["ComputeResources"]["MaxvCpus"] == 16
+    assert all("Ref" in subnet for subnet in props["ComputeResources"]["Subnets"])
+    default.has_resource_properties("AWS::Batch::JobQueue", {
+        "Priority": 1, "ComputeEnvironmentOrder": [{"Order": 1, "ComputeEnvironment": Match.any_value()}]})
+
+
+def test_imported_vpc_from_context(synth, options):
+    options.resource_count_is("AWS::EC2::VPC", 0)
+    _, environment = one(synth.template("options"), "AWS::Batch::ComputeEnvironment")
+    assert environment["Properties"]["ComputeResources"]["Subnets"] == [
+        "subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+    options.has_resource_properties("AWS::EC2::SecurityGroup", {"VpcId": "vpc-0123456789abcdef0"})
+
+
+def test_job_definition_runs_the_materializer_image_with_a_job_role(synth):
+    template = synth.template("default")
+    _, job = one(template, "AWS::Batch::JobDefinition")
+    props = job["Properties"]
+    container = props["ContainerProperties"]
+    assert props["PlatformCapabilities"] == ["FARGATE"]
+    assert props["RetryStrategy"] == {"Attempts": 1}
+    assert container["JobRoleArn"]["Fn::GetAtt"][0].startswith("JobRole")
+    assert container["ExecutionRoleArn"]["Fn::GetAtt"][0].startswith("MaterializeContainerExecutionRole")
+    assert container["NetworkConfiguration"] == {"AssignPublicIp": "DISABLED"}
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert "container-assets" in json.dumps(container["Image"])
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["LANE_BACKEND"] == "aws"
+    assert env["LANE_SPEC"] == "/app/lane/lane.yaml"   # the Dockerfile copies the spec dir to /app/lane
+    assert {"LANE_BUCKET", "LANE_TABLE", "LANE_EVENT_BUS"} <= set(env)
+    # the image asset: built from functions/materialize/Dockerfile with the spec dir as a build arg
+    assets = json.loads((synth.outdir / f"{synth.stacks['default'].stack_name}.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "functions/materialize/Dockerfile"
+    assert image["source"]["dockerBuildArgs"] == {"LANE_SPEC_DIR": "examples/orders", "LANE_SPEC_FILE": "lane.yaml"}
+    context = synth.outdir / image["source"]["directory"]
+    assert (context / "batchlane" / "spec.py").is_file()
+    assert (context / "examples" / "orders" / "lane.yaml").is_file()
+    assert (context / "requirements.txt").is_file()
+    assert not (context / ".venv").exists() and not (context / "tests").exists() and not (context / ".git").exists()
+
+
+def test_lambdas_check_gate_resolve(synth, default):
+    template = synth.template("default")
+    functions = resources(template, "AWS::Lambda::Function")
+    handlers = sorted(body["Properties"]["Handler"] for body in functions.values())
+    assert handlers == ["functions.check.handler.handler", "functions.gate.handler.handler",
+                        "functions.gate.handler.handler"]
+    for name, body in functions.items():
+        props = body["Properties"]
+        assert props["Runtime"] == "python3.13", name
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        assert props["LoggingConfig"]["LogFormat"] == "JSON", name
+        assert "Ref" in props["LoggingConfig"]["LogGroup"], name
+        env = props["Environment"]["Variables"]
+        assert env["LANE_BACKEND"] == "aws" and env["LANE_SPEC"] == "/var/task/examples/orders/lane.yaml", name
+        assert {"LANE_BUCKET", "LANE_TABLE", "LANE_EVENT_BUS"} <= set(env), name
+    # every function has its own log group with a retention
+    for body in resources(template, "AWS::Logs::LogGroup").values():
+        assert body["Properties"]["RetentionInDays"] == 90
+    # the code bundle: core + functions + the spec directory, nothing else
+    code = functions[next(n for n in functions if n.startswith("GateFunction"))]["Metadata"]["aws:asset:path"]
+    bundle = synth.outdir / code
+    assert (bundle / "functions" / "gate" / "handler.py").is_file()
+    assert (bundle / "functions" / "check" / "handler.py").is_file()
+    assert (bundle / "batchlane" / "gate.py").is_file()
+    assert (bundle / "examples" / "orders" / "lane.yaml").is_file()
+    assert not (bundle / ".venv").exists() and not (bundle / "tests").exists()
+    assert not list(bundle.rglob("__pycache__"))
+
+
+def test_dependency_layer_built_or_managed_fallback(synth, default, options):
+    # no built layer: the AWS SDK for pandas layer, by region, from the cdk.json map
+    default.resource_count_is("AWS::Lambda::LayerVersion", 0)
+    mapping = synth.template("default")["Mappings"]["ManagedLayerArns"]
+    assert mapping and all("AWSSDKPandas-Python313" in row["arn"] for row in mapping.values())
+    for body in resources(synth.template("default"), "AWS::Lambda::Function").values():
+        assert body["Properties"]["Layers"] == [{"Fn::FindInMap": ["ManagedLayerArns", {"Ref": "AWS::Region"}, "arn"]}]
+    # a built layer (make layer) is packaged from its directory
+    options.has_resource_properties("AWS::Lambda::LayerVersion", {"CompatibleRuntimes": ["python3.13"]})
+    layer = next(iter(resources(synth.template("options"), "AWS::Lambda::LayerVersion")))
+    for body in resources(synth.template("options"), "AWS::Lambda::Function").values():
+        assert body["Properties"]["Layers"] == [{"Ref": layer}]
+
+
+def test_state_machine_is_standard_inline_logged_traced(synth, default):
+    template = synth.template("default")
+    _, machine = one(template, "AWS::StepFunctions::StateMachine")
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert "DefinitionS3Location" not in props
+    definition = (REPO / "statemachines" / "lane.asl.json").read_text()
+    assert props["DefinitionString"] == definition     # inline, verbatim: assertions and cfn-lint see it
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+    subs = props["DefinitionSubstitutions"]
+    assert set(subs) == {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionArn", "LaneName"}
+    assert subs["GateFunctionArn"]["Fn::GetAtt"][0].startswith("GateFunction")
+    assert subs["CheckFunctionArn"]["Fn::GetAtt"][0].startswith("CheckFunction")
+    assert subs["JobQueueArn"]["Fn::GetAtt"][0].startswith("JobQueue")
+    assert subs["JobDefinitionArn"]["Ref"].startswith("MaterializeJob")
+    assert subs["LaneName"] == "orders"
+
+
+def test_event_bus_and_run_triggers(synth, default, options):
+    template = synth.template("default")
+    default.has_resource_properties("AWS::Events::EventBus", {"Name": "batchlane-orders"})
+    machine = next(iter(resources(template, "AWS::StepFunctions::StateMachine")))
+    rules = resources(template, "AWS::Events::Rule")
+    schedule = [r["Properties"] for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    assert len(schedule) == 1 and schedule[0]["ScheduleExpression"] == "rate(1 day)"
+    assert "EventBusName" not in schedule[0]           # schedules live on the default bus
+    landed = [r["Properties"] for r in rules.values()
+              if r["Properties"].get("EventPattern", {}).get("detail-type") == ["DataLanded"]]
+    assert len(landed) == 1
+    assert landed[0]["EventPattern"]["detail"] == {"lane": ["orders"]}
+    assert landed[0]["EventBusName"] == {"Ref": next(iter(resources(template, "AWS::Events::EventBus")))}
+    for rule in schedule + landed:
+        (target,) = rule["Targets"]
+        assert target["Arn"] == {"Ref": machine}
+        assert "Input" not in target and "InputTransformer" not in target   # the envelope is the execution input
+        assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("EventDeliveryDlq")
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 3
+    # the custom upstream pattern from context, no schedule without context
+    option_rules = resources(synth.template("options"), "AWS::Events::Rule")
+    assert not any("ScheduleExpression" in r["Properties"] for r in option_rules.values())
+    assert any(r["Properties"].get("EventPattern") == {"source": ["upstream.ingest"], "detail-type": ["FilesLanded"]}
+               for r in option_rules.values())
+
+
+@pytest.mark.parametrize("which, spec_path", [("default", EXAMPLE_SPEC), ("options", FIXTURE_SPEC)])
+def test_one_queue_with_dlq_per_consumer_receiving_its_outputs_pass_events(synth, which, spec_path):
+    template = synth.template(which)
+    spec = load_spec(spec_path)
+    expected: dict[str, set[str]] = {}
+    for output, body in spec.outputs.items():
+        for consumer in body.consumers:
+            expected.setdefault(consumer, set()).add(output)
+    rules = {name: body["Properties"] for name, body in resources(template, "AWS::Events::Rule").items()
+             if body["Properties"].get("EventPattern", {}).get("detail-type") == ["DataProductCertified"]}
+    assert len(rules) == len(expected)
+    queues = resources(template, "AWS::SQS::Queue")
+    routed = {}
+    for rule in rules.values():
+        assert rule["EventPattern"]["source"] == ["batchlane"]
+        (target,) = rule["Targets"]
+        queue_id = target["Arn"]["Fn::GetAtt"][0]
+        routed[queue_id] = set(rule["EventPattern"]["detail"]["output"])
+        queue = queues[queue_id]["Properties"]
+        assert queue["SqsManagedSseEnabled"] is True
+        dlq = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert queues[dlq]["Properties"]["SqsManagedSseEnabled"] is True
+    by_consumer = {}
+    for consumer in expected:
+        ident = "".join(p[:1].upper() + p[1:] for p in consumer.replace("_", "-").split("-"))
+        queue_id = next(q for q in routed if q.startswith(f"Consumer{ident}Queue"))
+        by_consumer[consumer] = routed[queue_id]
+    assert by_consumer == expected
+    # every queue (consumer, DLQ, delivery DLQ) is TLS-only
+    policies = resources(template, "AWS::SQS::QueuePolicy")
+    tls_protected = set()
+    for body in policies.values():
+        for s in body["Properties"]["PolicyDocument"]["Statement"]:
+            if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false":
+                tls_protected.update(q["Ref"] for q in body["Properties"]["Queues"])
+    assert tls_protected == set(queues)
+    for body in queues.values():
+        assert body["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_alarms_for_failed_runs_rejected_products_and_dead_letters(synth, default, options):
+    template = synth.template("default")
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    failed = next(a["Properties"] for n, a in alarms.items() if n.startswith("FailedRunsAlarm"))
+    metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in failed["Metrics"] if "MetricStat" in m}
+    assert metrics == {"ExecutionsFailed", "ExecutionsTimedOut"}
+    assert failed["Threshold"] == 1
+    rejected = next(a["Properties"] for n, a in alarms.items() if n.startswith("RejectedProductsAlarm"))
+    assert (rejected["Namespace"], rejected["MetricName"]) == ("batchlane", "RejectedProducts")
+    _, metric_filter = one(template, "AWS::Logs::MetricFilter")
+    assert metric_filter["Properties"]["MetricTransformations"][0]["MetricName"] == "RejectedProducts"
+    rules = resources(template, "AWS::Events::Rule")
+    rejected_rule = next(r["Properties"] for r in rules.values()
+                         if r["Properties"].get("EventPattern", {}).get("detail-type") == ["DataProductRejected"])
+    log_group = metric_filter["Properties"]["LogGroupName"]["Ref"]
+    assert log_group in json.dumps(rejected_rule["Targets"][0]["Arn"])
+    default.has_resource_properties("AWS::Logs::ResourcePolicy", {"PolicyDocument": Match.string_like_regexp("events.amazonaws.com")})
+    dlq_alarms = [n for n in alarms if "DlqAlarm" in n]
+    assert len(dlq_alarms) == 1 + len({c for o in load_spec(EXAMPLE_SPEC).outputs.values() for c in o.consumers})
+    # no custom-resource Lambdas sneak in (e.g. CDK's log-group target): only our three functions
+    assert len(resources(template, "AWS::Lambda::Function")) == 3
+    # with alarm_topic_arn, every alarm notifies it
+    for body in resources(synth.template("options"), "AWS::CloudWatch::Alarm").values():
+        assert body["Properties"]["AlarmActions"] == [OPTIONS_TOPIC]
+
+
+OPTIONS_TOPIC = "arn:aws:sns:eu-west-1:123456789012:lane-alarms"
+
+
+def test_stack_outputs(synth):
+    template = synth.template("default")
+    outputs = template["Outputs"]
+    for name in ("StateMachineArn", "BucketName", "TableName", "EventBusName"):
+        assert name in outputs, name
+    assert outputs["StateMachineArn"]["Value"] == {"Ref": next(iter(resources(template, "AWS::StepFunctions::StateMachine")))}
+    consumers = {c for o in load_spec(EXAMPLE_SPEC).outputs.values() for c in o.consumers}
+    urls = [name for name in outputs if name.startswith("Consumer") and name.endswith("QueueUrl")]
+    assert len(urls) == len(consumers)
+    for name in urls:
+        assert outputs[name]["Value"]["Ref"].startswith(name.removesuffix("Url"))
