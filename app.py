@@ -2,11 +2,11 @@
 """CDK app: one stack per lane spec (context `spec`, default examples/orders/lane.yaml).
 
     python app.py                                   # synth to cdk.out/ (offline: no credentials, no Docker)
-    python app.py -c spec=path/lane.yaml            # another lane (same -c syntax as the cdk CLI)
-    npx cdk deploy --app "python app.py" -c spec=...
+    python app.py -c spec=path/lane.yaml            # another lane (same -c key=value syntax as the cdk CLI)
+    npx aws-cdk@2 deploy -c spec=...                # cdk.json runs this file under the CLI
 
-The spec and the state machine definition are validated here: a broken spec fails synth with the
-field path and the reason (batchlane.spec.SpecError).
+The spec, the settings and the state machine definition are validated before CDK even starts:
+a broken spec fails synth with the field path and the reason (batchlane.spec.SpecError).
 """
 
 from __future__ import annotations
@@ -15,15 +15,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
-
-from batchlane.spec import SpecError, load_spec
-from stacks.asl import AslError, read_asl
-from stacks.lane_stack import LaneStack, stack_name_for
-from stacks.nag import add_nag
+from batchlane.spec import LaneSpec, SpecError, load_spec
+from stacks.asl import AslError, AslUsage, read_asl
 from stacks.settings import REPO_ROOT, LaneSettings, SettingsError
+
+if TYPE_CHECKING:  # aws_cdk starts a node (jsii) process on import: only once the inputs are valid
+    import aws_cdk as cdk
+
+    from stacks.lane_stack import LaneStack
+
+# Context keys the app reads (cdk.json, `-c key=value`, or the CLI's CDK_CONTEXT_JSON).
+CONTEXT_KEYS = {"spec", "asl", "dockerfile", "layer_dir", "managed_layer_arns", "vpc_id", "subnet_ids", "schedule",
+                "landed_event_pattern", "object_lock_days", "object_lock_mode", "consumer_principal",
+                "alarm_topic_arn", "stack_name", "max_vcpus", "nat_gateways", "job_vcpu", "job_memory_mib",
+                "job_timeout_minutes", "log_retention_days"}
 
 
 def cdk_json_context(root: Path = REPO_ROOT) -> dict[str, Any]:
@@ -31,11 +38,23 @@ def cdk_json_context(root: Path = REPO_ROOT) -> dict[str, Any]:
     return json.loads(path.read_text()).get("context", {}) if path.is_file() else {}
 
 
+def _cli_env_context() -> dict[str, Any]:
+    """Context the cdk CLI passes to the app (it wins over cdk.json, as in App())."""
+    raw = os.environ.get("CDK_CONTEXT_JSON")
+    return json.loads(raw) if raw else {}
+
+
+def validate(context: dict[str, Any]) -> tuple[LaneSettings, LaneSpec, AslUsage]:
+    """Settings, spec and ASL from context; raises SettingsError / SpecError / AslError with the field."""
+    settings = LaneSettings.from_context({k: v for k, v in context.items() if k in CONTEXT_KEYS and v is not None})
+    return settings, load_spec(settings.spec), read_asl(settings.asl)
+
+
 def add_lane_stack(app: cdk.App, context: dict[str, Any]) -> LaneStack:
     """One lane stack from settings in `context` (already merged with cdk.json)."""
-    settings = LaneSettings.from_context({k: v for k, v in context.items() if v is not None})
-    spec = load_spec(settings.spec)        # raises SpecError naming the field path
-    asl = read_asl(settings.asl)           # raises AslError naming the state
+    from stacks.lane_stack import LaneStack, stack_name_for
+
+    settings, spec, asl = validate(context)
     return LaneStack(
         app, settings.stack_name or stack_name_for(spec),
         spec=spec, asl=asl, settings=settings,
@@ -44,6 +63,8 @@ def add_lane_stack(app: cdk.App, context: dict[str, Any]) -> LaneStack:
 
 
 def new_app(context: dict[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+    import aws_cdk as cdk
+
     merged = {**cdk_json_context(), **(context or {})}
     # Under the cdk CLI, CDK_OUTDIR and CDK_CONTEXT_JSON are set; App() reads both (CLI context wins).
     # CDK's built-in CloudFormation validation costs ~11 s per synth here; cfn-lint (tests/cdk, make lint)
@@ -53,18 +74,15 @@ def new_app(context: dict[str, Any] | None = None, outdir: str | None = None) ->
 
 
 def build_app(context: dict[str, Any] | None = None, outdir: str | None = None, *, nag: bool = True) -> cdk.App:
-    """The app with the lane stack; `context` overrides cdk.json (tests pass their own)."""
+    """The app with the lane stack under cdk-nag; `context` overrides cdk.json (tests pass their own)."""
+    from stacks.nag import add_nag
+
     app = new_app(context, outdir)
-    keys = set(cdk_json_context()) | set(context or {}) | _CLI_KEYS
+    keys = set(cdk_json_context()) | set(context or {}) | CONTEXT_KEYS
     add_lane_stack(app, {key: app.node.try_get_context(key) for key in keys})
     if nag:
         add_nag(app)
     return app
-
-
-_CLI_KEYS = {"spec", "asl", "dockerfile", "layer_dir", "vpc_id", "subnet_ids", "schedule", "landed_event_pattern",
-             "object_lock_days", "object_lock_mode", "consumer_principal", "alarm_topic_arn", "stack_name",
-             "max_vcpus", "nat_gateways", "job_vcpu", "job_memory_mib", "job_timeout_minutes", "log_retention_days"}
 
 
 def _cli_context(argv: list[str]) -> dict[str, str]:
@@ -81,16 +99,19 @@ def _cli_context(argv: list[str]) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     outdir = None if os.environ.get("CDK_OUTDIR") else str(REPO_ROOT / "cdk.out")
+    context = _cli_context(argv)
     try:
-        app = build_app(_cli_context(argv), outdir=outdir)
+        validate({**cdk_json_context(), **context, **_cli_env_context()})   # fail fast, before jsii starts
+        app = build_app(context, outdir=outdir)
         assembly = app.synth()
     except (SpecError, AslError, SettingsError) as exc:
         print(f"synth failed: {exc}", file=sys.stderr)
         return 1
     for stack in assembly.stacks:
         for message in stack.messages:
-            if message.level != "info":
-                print(f"{str(message.level).rsplit('.', 1)[-1].lower()}: {stack.stack_name}: {message.entry.data}", file=sys.stderr)
+            if str(message.level).rsplit(".", 1)[-1].lower() != "info":
+                print(f"{str(message.level).rsplit('.', 1)[-1].lower()}: {stack.stack_name}: {message.entry.data}",
+                      file=sys.stderr)
         print(f"synthesized {stack.stack_name} -> {assembly.directory}/{stack.template_file}")
     return 0
 

@@ -25,6 +25,7 @@ from batchlane.receipts import (
     RunManifest,
     manifest_key,
     parse_receipt,
+    product_key,
     sha256_bytes,
     utcnow,
 )
@@ -43,14 +44,6 @@ class DependencyPending(RuntimeError):
 
 class GateError(RuntimeError):
     pass
-
-
-def _key_of(backend: Backend, uri: str) -> str:
-    """Object key of a stored product from its URI (receipts hold URIs, stores take keys)."""
-    marker = "/staging/"
-    if marker not in uri:
-        raise GateError(f"{uri} is not a staged product")
-    return "staging/" + uri.split(marker, 1)[1]
 
 
 def publish_pending(backend: Backend) -> list[str]:
@@ -94,7 +87,7 @@ def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = Tr
     if pointer.revoked:
         raise NotCertified(f"{lane}/{output}: certification of run {pointer.run_id} was revoked ({pointer.revoked})")
     certification = _certification(backend, pointer)
-    keys = [_key_of(backend, proof.uri) for proof in certification.proof]
+    keys = [product_key(proof.uri) for proof in certification.proof]
     if verify_bytes:
         for key, proof in zip(keys, certification.proof, strict=True):
             try:
@@ -183,7 +176,7 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
     with tempfile.TemporaryDirectory(prefix="lane-check-") as workdir:
         paths, uris = [], []
         for product in materialized.outputs:
-            key = _key_of(backend, product.uri)
+            key = product_key(product.uri)
             local = backend.store.local_path(key)
             if local is None:
                 local = Path(workdir) / Path(key).name

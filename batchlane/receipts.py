@@ -202,3 +202,11 @@ def manifest_key(run_id: str, sequence: int) -> str:
 
 def staging_prefix(run_id: str, output: str, attempt: int) -> str:
     return f"staging/{run_id}/{output}/{attempt:04d}/"
+
+
+def product_key(uri: str) -> str:
+    """Object key of a staged product from the URI a receipt holds (file:// or s3://)."""
+    marker = "/staging/"
+    if marker not in uri:
+        raise ValueError(f"{uri} is not a staged product")
+    return "staging/" + uri.split(marker, 1)[1]

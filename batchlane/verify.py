@@ -10,6 +10,7 @@ from batchlane.receipts import (
     MaterializeReceipt,
     parse_manifest,
     parse_receipt,
+    product_key,
     sha256_bytes,
 )
 from batchlane.stores.base import Backend, NotFound
@@ -25,10 +26,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def _product_key(uri: str) -> str:
-    return "staging/" + uri.split("/staging/", 1)[1]
 
 
 def verify_run(backend: Backend, run_id: str) -> VerifyReport:
@@ -89,7 +86,7 @@ def _verify_bytes(backend: Backend, report: VerifyReport, parsed) -> None:
             continue
         for proof in receipt.proof:
             report.files += 1
-            product = _product_key(proof.uri)
+            product = product_key(proof.uri)
             try:
                 actual = backend.store.digest(product)
             except NotFound:

@@ -45,7 +45,7 @@ from constructs import Construct
 from batchlane.spec import LaneSpec
 from stacks.asl import AslError, AslUsage, check_substitutions
 from stacks.nag import ack
-from stacks.settings import REPO_ROOT, LaneSettings
+from stacks.settings import REPO_ROOT, LaneSettings, SettingsError
 
 PYTHON_VERSION = "3.13"
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -123,15 +123,17 @@ class LaneStack(Stack):
         cdk.Tags.of(self).add("batchlane:lane", spec.lane)
 
         if spec.source_path is None:
-            raise ValueError("the lane spec must be loaded from a file (load_spec) so it can be bundled")
+            raise SettingsError("the lane spec must be loaded from a file (load_spec) so it can be bundled")
         try:
             spec_rel = spec.source_path.relative_to(repo_root)
         except ValueError:
-            raise ValueError(f"lane spec {spec.source_path}: must live inside the repository ({repo_root}) to be bundled") from None
+            raise SettingsError(f"lane spec {spec.source_path}: must live inside the repository ({repo_root}) to be bundled") from None
         self.spec_rel = spec_rel
         if not (repo_root / settings.dockerfile).is_file():
-            raise ValueError(f"materializer image: {repo_root / settings.dockerfile} not found (context dockerfile)")
-        self.bundle = stage_bundle(repo_root, spec_rel.parent, [settings.dockerfile])
+            raise SettingsError(f"materializer image: {repo_root / settings.dockerfile} not found (context dockerfile)")
+        # A spec at the repo root bundles just its file; a spec in a directory bundles the directory
+        # (transforms, contracts, seed data next to it).
+        self.bundle = stage_bundle(repo_root, spec_rel.parent, [settings.dockerfile, spec_rel.as_posix()])
         self.retention = getattr(logs.RetentionDays, _retention_name(settings.log_retention_days))
 
         self._storage()
@@ -159,7 +161,7 @@ class LaneStack(Stack):
                                               noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        ack(self.access_logs, 
+        ack(self.access_logs,
             id="AwsSolutions-S1",
             reason="This is the server-access-log destination of the lane bucket; logging it into itself would loop.",
         )
@@ -292,7 +294,7 @@ class LaneStack(Stack):
                 conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in sorted(prefixes)]}},
             ))
             for prefix in prefixes:
-                ack(self.job_role, 
+                ack(self.job_role,
                     id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{bucket}/{prefix}*]",
                     reason=f"The lane spec reads s3://{bucket}/{prefix}... (a glob); the grant is exactly that key prefix.",
                 )
@@ -344,7 +346,7 @@ class LaneStack(Stack):
             propagate_tags=True,
         )
         execution_role = self.job_definition.container.execution_role
-        ack(execution_role, 
+        ack(execution_role,
             id="AwsSolutions-IAM5[Resource::*]",
             reason="ecr:GetAuthorizationToken (image pull by the Batch execution role) supports no resource-level scoping.",
         )
@@ -365,7 +367,7 @@ class LaneStack(Stack):
         if (layer_dir / "python").is_dir():
             size = _dir_size(layer_dir)
             if size > LAYER_UNZIPPED_LIMIT:
-                raise ValueError(
+                raise SettingsError(
                     f"dependency layer {layer_dir}: {size / 2**20:.0f} MiB unzipped exceeds Lambda's 250 MiB; "
                     "trim it (make layer strips tests, caches and boto3)")
             return lambda_.LayerVersion(
@@ -393,7 +395,7 @@ class LaneStack(Stack):
 
     def _function(self, name: str, handler: str, code: lambda_.Code, layer: lambda_.ILayerVersion, *,
                   memory: int, timeout: Duration, description: str, extra_env: dict[str, str] | None = None,
-                  ) -> tuple[lambda_.Function, iam.Role]:
+                  tmp: Size | None = None) -> tuple[lambda_.Function, iam.Role]:
         role = iam.Role(self, f"{name}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                         description=f"batchlane {self.lane}: {description}")
         log_group = logs.LogGroup(self, f"{name}Logs", retention=self.retention, removal_policy=RemovalPolicy.RETAIN)
@@ -407,7 +409,7 @@ class LaneStack(Stack):
             role=role,
             memory_size=memory,
             timeout=timeout,
-            ephemeral_storage_size=Size.gibibytes(2),
+            ephemeral_storage_size=tmp or Size.mebibytes(512),
             environment={**self._environment(f"{LAMBDA_ROOT}/{self.spec_rel.as_posix()}"), **(extra_env or {})},
             description=f"batchlane {self.lane}: {description}",
             tracing=lambda_.Tracing.ACTIVE,
@@ -419,7 +421,7 @@ class LaneStack(Stack):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="WriteOwnLogs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[log_group.log_group_arn]))
-        ack(role, 
+        ack(role,
             id="AwsSolutions-IAM5[Resource::*]",
             reason="X-Ray tracing (xray:PutTraceSegments/PutTelemetryRecords) supports no resource-level scoping.",
         )
@@ -434,15 +436,15 @@ class LaneStack(Stack):
         layer = self._layer()
         self.check_function, check_role = self._function(
             "CheckFunction", "functions.check.handler.handler", code, layer,
-            memory=3008, timeout=Duration.minutes(15),
+            memory=3008, timeout=Duration.minutes(15), tmp=Size.gibibytes(10),   # products are fetched to /tmp
             description="checker (reads staging/, writes its receipt)")
         self._grant_lane_objects(check_role, read=[STAGING, RECEIPTS], write=[RECEIPTS])
         self._grant_ledger(check_role, "receipts")
 
         self.gate_function, gate_role = self._function(
             "GateFunction", "functions.gate.handler.handler", code, layer,
-            memory=1024, timeout=Duration.minutes(5),
-            description="gate (plan, certify, reject, close)")
+            memory=1024, timeout=Duration.minutes(5), tmp=Size.gibibytes(10),    # proofs are re-hashed from /tmp
+            description="gate (plan, begin, record_crash, decide, settle, close)")
         self._grant_lane_objects(gate_role, read=[STAGING, RECEIPTS], write=[RECEIPTS])
         self._grant_ledger(gate_role, "gate")
         gate_role.add_to_principal_policy(iam.PolicyStatement(
@@ -472,7 +474,7 @@ class LaneStack(Stack):
                 sid="WriteLaneObjects", actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects(pattern) for pattern in write]))
         for pattern in sorted(set(read) | set(write)):
-            ack(role, 
+            ack(role,
                 id=f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/{pattern}]",
                 reason=f"Object keys under {pattern[:-1]} are per run/output/attempt; the grant is that one prefix "
                        "of the lane bucket, never the whole bucket.",
@@ -541,7 +543,7 @@ class LaneStack(Stack):
                 actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
                 resources=[self.format_arn(service="events", resource="rule",
                                            resource_name="StepFunctionsGetEventsForBatchJobsRule")]))
-            ack(role, 
+            ack(role,
                 id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]",
                 reason="batch:submitJob.sync terminates the job it started when the execution stops; job ids are "
                        "only known at run time, so the grant is this account/region's jobs.",
@@ -568,7 +570,7 @@ class LaneStack(Stack):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
         )
-        ack(role, 
+        ack(role,
             id="AwsSolutions-IAM5[Resource::*]",
             reason="Only actions without resource-level scoping use '*': batch:DescribeJobs, X-Ray tracing "
                    "(xray:PutTraceSegments/...) and CloudWatch Logs delivery (logs:CreateLogDelivery/...).",
@@ -595,17 +597,17 @@ class LaneStack(Stack):
                                     resources=[self.table.table_arn]),
             ],
         )
-        ack(self.operator_policy, 
+        ack(self.operator_policy,
             id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
                f"execution:{name}:*]",
             reason="Executions are named per run at start time; the grant covers this state machine's executions only.",
         )
-        ack(self.operator_policy, 
+        ack(self.operator_policy,
             id=f"AwsSolutions-IAM5[Resource::<{self.get_logical_id(self.bucket.node.default_child)}.Arn>/{RECEIPTS}]",
             reason="Operators audit runs by reading receipts/ (never staging/); keys are per run and output.",
         )
         if asl.distributed_map:
-            ack(role, 
+            ack(role,
                 id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
                    f"execution:{name}:*]",
                 reason="A Distributed Map redrives its child executions; their names exist only at run time.",
@@ -651,7 +653,7 @@ class LaneStack(Stack):
             dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letter, max_receive_count=5) if dead_letter else None,
         )
         if dead_letter is None:
-            ack(queue, 
+            ack(queue,
                 id="AwsSolutions-SQS3",
                 reason="This queue is itself a dead-letter queue (its depth is alarmed); it needs no DLQ of its own.",
             )
@@ -711,7 +713,7 @@ class LaneStack(Stack):
             role.add_to_principal_policy(iam.PolicyStatement(
                 sid="DenyStagingExceptThroughResolve", effect=iam.Effect.DENY,
                 actions=["s3:*"], resources=[self.bucket.arn_for_objects(STAGING)]))
-            ack(role, 
+            ack(role,
                 id=f"AwsSolutions-IAM5[Resource::<{bucket_logical}.Arn>/{RECEIPTS}]",
                 reason="Consumers verify PASS events against receipts/ (per run and output keys); staging/ is denied.",
             )
@@ -743,7 +745,7 @@ class LaneStack(Stack):
 
         # Rejected products: every DataProductRejected event is kept in a log group (audit trail) and
         # counted by a metric filter there.
-        rejected_logs = logs.LogGroup(
+        self.rejected_logs = rejected_logs = logs.LogGroup(
             self, "RejectedEventsLogs", log_group_name=f"/aws/events/{self.physical}/rejected",
             retention=self.retention, removal_policy=RemovalPolicy.RETAIN)
         events.Rule(
@@ -806,6 +808,7 @@ class LaneStack(Stack):
         out("EventBusName", self.bus.event_bus_name, "Lane events and DataLanded triggers")
         out("JobQueueArn", self.job_queue.job_queue_arn, "Batch job queue of the materializer")
         out("ResolveFunctionName", self.resolve_function.function_name, "Consumers resolve certified products here")
+        out("RejectedEventsLogGroup", self.rejected_logs.log_group_name, "Audit trail of DataProductRejected events")
         out("OperatorPolicyArn", self.operator_policy.managed_policy_arn, "Attach to operators: start/redrive/audit")
         for consumer, queue in sorted(self.consumer_queues.items()):
             ident = _ident(consumer)
@@ -845,5 +848,5 @@ def _event_pattern(pattern: dict[str, Any]) -> events.EventPattern:
             "region": "region", "resources": "resources", "id": "id", "time": "time", "version": "version"}
     unknown = set(pattern) - set(keys)
     if unknown:
-        raise ValueError(f"context landed_event_pattern: unknown top-level field(s) {sorted(unknown)}")
+        raise SettingsError(f"context landed_event_pattern: unknown top-level field(s) {sorted(unknown)}")
     return events.EventPattern(**{keys[key]: value for key, value in pattern.items()})

@@ -1,11 +1,17 @@
 """Uniqueness of single and composite keys with ~8 bytes of memory per non-null row.
 
 Every key becomes one 64-bit integer: integer-like values (ints, timestamps, dates,
-bools, float bit patterns) map exactly; strings and composite keys are hashed.
-The integers are gathered into one preallocated array and sorted in place
-(numpy's SIMD sort: ~0.13 s for 8M). Equal neighbours are duplicates when the
-mapping is exact; when hashed they are only candidates, confirmed exactly by a
-second pass that keeps just the rows whose hash collided.
+bools, float bit patterns) map exactly; strings and composite keys are hashed
+(dictionary columns hash each dictionary entry once). The integers are gathered
+into one preallocated array and sorted in place (numpy's SIMD sort: ~0.13 s for 8M).
+Equal neighbours are duplicates when the mapping is exact. When hashed they are
+only candidates: a second pass, over just the rows with a repeated hash, proves
+each repeated hash belongs to one key, and recounts exactly (group-by) the rare
+hashes that two different keys share. Unique keys (the passing case) need no
+second pass at all.
+
+With exact footer bounds, a signed integer key whose range is at most 8x the row
+count streams into a byte map instead (``DenseSeen``): no key array, no sort.
 """
 
 from __future__ import annotations
@@ -95,19 +101,49 @@ def _hash_binary_slice(array: pa.Array) -> np.ndarray:
     return mix64(totals ^ (lengths.astype(np.uint64) * _LENGTH_MIX))
 
 
+def _hash_binary_numpy(array: pa.Array) -> np.ndarray:
+    out = np.empty(len(array), dtype=np.uint64)
+    for start in range(0, len(array), _STRING_SLICE):
+        part = array.slice(start, _STRING_SLICE)
+        out[start : start + len(part)] = _hash_binary_slice(part)
+    return out
+
+
+def _hash_binary_polars(array: pa.Array) -> np.ndarray:
+    import polars
+
+    return polars.Series(array).hash(seed=0).to_numpy().astype(np.uint64, copy=False)
+
+
+def _pick_binary_hasher() -> Callable[[pa.Array], np.ndarray]:
+    """polars hashes strings ~50x faster than the NumPy fallback (0.15 s vs 7 s for 8M values)."""
+    try:
+        import polars  # noqa: F401  (only imported when a string key is checked)
+    except ImportError:  # a slim runtime (e.g. a Lambda layer without polars) still works, slower
+        return _hash_binary_numpy
+    return _hash_binary_polars
+
+
+hash_binary: Callable[[pa.Array], np.ndarray] | None = None
+
+
 def hash_values(array: pa.Array) -> np.ndarray:
-    """A uint64 hash of every slot; equal values give equal hashes."""
+    """A uint64 hash of every slot (null slots arbitrary); equal values give equal hashes."""
+    global hash_binary
+    if pat.is_dictionary(array.type):
+        entries = hash_values(array.dictionary)
+        if len(entries) == 0:
+            return np.zeros(len(array), dtype=np.uint64)
+        return entries[array.indices.fill_null(0).to_numpy(zero_copy_only=False)]
     array = plain(array)
     if is_exact_domain(array.type):
         return mix64(exact_keys(array).view(np.uint64))
     if not (pat.is_string(array.type) or pat.is_large_string(array.type)
             or pat.is_binary(array.type) or pat.is_large_binary(array.type)):
         array = array.cast(pa.large_string())  # decimals and the like: hash their text
-    out = np.empty(len(array), dtype=np.uint64)
-    for start in range(0, len(array), _STRING_SLICE):
-        part = array.slice(start, _STRING_SLICE)
-        out[start : start + len(part)] = _hash_binary_slice(part)
-    return out
+    if hash_binary is None:
+        hash_binary = _pick_binary_hasher()
+    return hash_binary(array)
 
 
 def _valid_mask(arrays: Sequence[pa.Array]) -> np.ndarray | None:
@@ -121,6 +157,7 @@ def _valid_mask(arrays: Sequence[pa.Array]) -> np.ndarray | None:
 
 
 def row_keys(arrays: Sequence[pa.Array], exact: bool) -> np.ndarray:
+    """One int64 per row: the exact key, or a hash of all key columns."""
     if exact:
         return exact_keys(plain(arrays[0]))
     combined = hash_values(arrays[0])
@@ -140,17 +177,17 @@ class DuplicateReport:
 class DenseSeen:
     """Integer keys known (from exact footer statistics) to lie in a small range.
 
-    One byte per possible key, filled as batches stream by: no key array to keep and
-    nothing to sort. Used when the range is at most 8 keys per row, so memory never
-    exceeds the sort path's 8 bytes per row.
+    One byte per possible key, set as batches stream by: no key array to keep, nothing
+    to sort, one scatter per batch. Keys are unique iff the number of bytes set equals
+    the number of rows. Only when they are not does the caller rescan for the exact
+    duplicates (the sort path), so the failing evidence is identical either way.
+    Used when the range is at most 8 keys per row: never more memory than sorting.
     """
 
     def __init__(self, low: int, high: int) -> None:
         self.low = low
         self.seen = np.zeros(high - low + 1, dtype=bool)
-        self.repeated: np.ndarray | None = None  # keys seen more than once, allocated on first repeat
         self.rows = 0
-        self.distinct = 0
 
     def add(self, keys: np.ndarray) -> None:
         if len(keys) == 0:
@@ -158,31 +195,11 @@ class DenseSeen:
         index = keys - self.low
         if index.min() < 0 or index.max() >= len(self.seen):
             raise ValueError("key outside the range the Parquet footer statistics state")
-        before = self.seen[index]
         self.seen[index] = True
-        distinct = int(np.count_nonzero(self.seen))
-        repeats_of_earlier = int(np.count_nonzero(before))
-        repeats_within = len(index) - repeats_of_earlier - (distinct - self.distinct)
-        if repeats_of_earlier or repeats_within:
-            if self.repeated is None:
-                self.repeated = np.zeros(len(self.seen), dtype=bool)
-            self.repeated[index[before]] = True
-            if repeats_within:
-                fresh, counts = np.unique(index[~before], return_counts=True)
-                self.repeated[fresh[counts > 1]] = True
         self.rows += len(index)
-        self.distinct = distinct
 
-    def report(self) -> DuplicateReport:
-        if self.repeated is None:
-            return DuplicateReport(non_null=self.rows, duplicate_rows=0, repeated_keys=0)
-        repeated = np.flatnonzero(self.repeated)
-        return DuplicateReport(
-            non_null=self.rows,
-            duplicate_rows=self.rows - self.distinct,
-            repeated_keys=len(repeated),
-            sample=[int(value) + self.low for value in repeated[:5]],
-        )
+    def unique(self) -> bool:
+        return int(np.count_nonzero(self.seen)) == self.rows
 
 
 class KeyCollector:
@@ -220,47 +237,164 @@ class KeyCollector:
         self._keys[self._filled : end] = keys
         self._filled = end
 
-    def finish(self, rescan: Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]) -> DuplicateReport:
+    def finish(self, rescan: Rescan) -> DuplicateReport:
         if self._dense is not None:
-            return self._dense.report()
-        keys = self._keys[: self._filled] if self._keys is not None else np.empty(0, dtype=np.int64)
-        keys.sort()  # in place: no second copy of the keys
-        repeats = keys[1:][keys[1:] == keys[:-1]]
-        non_null = len(keys)
+            if self._dense.unique():
+                return DuplicateReport(non_null=self._dense.rows, duplicate_rows=0, repeated_keys=0)
+            # Duplicates exist: count and sample them exactly the way a full scan does.
+            self._dense = None
+            for batch in rescan(self.columns):
+                self.add([batch.column(name) for name in self.columns])
+        non_null, repeats = self._filled, self._sorted_repeats()
         if len(repeats) == 0:
             return DuplicateReport(non_null=non_null, duplicate_rows=0, repeated_keys=0)
-        repeated = np.unique(repeats)
-        if self.exact:
-            decode = _decode_exact(plain(pa.array([], type=self.types[0])).type)
-            del self._keys
-            return DuplicateReport(
-                non_null=non_null,
-                duplicate_rows=len(repeats),
-                repeated_keys=len(repeated),
-                sample=[decode(int(value)) for value in repeated[:5]],
-            )
-        del self._keys
-        return self._confirm(non_null, repeated, rescan)
+        if not self.exact:
+            return self._confirm(non_null, repeats, rescan)
+        repeated = repeats[np.concatenate(([True], repeats[1:] != repeats[:-1]))]
+        decode = _decode_exact(plain(pa.array([], type=self.types[0])).type)
+        return DuplicateReport(
+            non_null=non_null,
+            duplicate_rows=len(repeats),
+            repeated_keys=len(repeated),
+            sample=[decode(int(value)) for value in repeated[:5]],
+        )
 
-    def _confirm(self, non_null: int, candidates: np.ndarray, rescan: Callable) -> DuplicateReport:
-        """Hashes collided: count duplicates exactly over just the colliding rows."""
-        kept: list[pa.Table] = []
+    def _sorted_repeats(self) -> np.ndarray:
+        """Every key equal to its sorted predecessor; the key array is released afterwards."""
+        if self._keys is None:
+            return np.empty(0, dtype=np.int64)
+        keys = self._keys[: self._filled]
+        keys.sort()  # in place: no second copy of the keys
+        repeats = keys[1:][keys[1:] == keys[:-1]]
+        self._keys = None
+        return repeats
+
+    def _confirm(self, non_null: int, repeats: np.ndarray, rescan: Rescan) -> DuplicateReport:
+        """Equal hashes are duplicates unless two different keys share a hash: prove it.
+
+        One pass keeps a representative key per repeated hash (first seen) and compares
+        every other row with that hash to it. Equal everywhere (the normal case): the
+        hash counts are exact. Hashes where keys differ are recounted exactly by a
+        group-by over just their rows.
+        """
+        # ``repeats`` is sorted: its distinct values without another sort
+        candidates = repeats[np.concatenate(([True], repeats[1:] != repeats[:-1]))]
+        hash_duplicates = len(repeats)
+        representatives = _Representatives(self.columns, len(candidates))
         for batch in rescan(self.columns):
-            arrays = [plain(batch.column(name)) for name in self.columns]
-            selected = np.isin(row_keys(arrays, exact=False), candidates)
-            mask = _valid_mask(arrays)
-            if mask is not None:
-                selected &= mask
-            if selected.any():
-                chosen = pa.array(selected)
-                kept.append(pa.table({name: array.filter(chosen) for name, array in zip(self.columns, arrays)}))
-        if not kept:
-            return DuplicateReport(non_null=non_null, duplicate_rows=0, repeated_keys=0)
-        groups = pa.concat_tables(kept).group_by(list(self.columns)).aggregate([([], "count_all")])
-        repeated = groups.filter(pc.greater(groups["count_all"], 1))
-        duplicate_rows = int(pc.sum(pc.subtract(repeated["count_all"], 1)).as_py() or 0)
-        sample = []
+            arrays = [batch.column(name) for name in self.columns]
+            rows, which = _rows_with_hash(arrays, candidates)
+            if len(rows):
+                representatives.compare(_key_table(self.columns, arrays, rows), which)
+        collided = representatives.collided
+        if not collided.any():
+            return DuplicateReport(non_null, hash_duplicates, len(candidates), representatives.sample())
+        exact = self._exact_counts(candidates[collided], rescan)
+        rows_in_collided = int(pc.sum(exact["count_all"]).as_py() or 0)
+        repeated = exact.filter(pc.greater(exact["count_all"], 1))
+        duplicate_rows = (
+            hash_duplicates - (rows_in_collided - int(collided.sum()))
+            + int(pc.sum(pc.subtract(repeated["count_all"], 1)).as_py() or 0)
+        )
+        sample = representatives.sample()
         for row in range(min(5, repeated.num_rows)):
-            values = [scalar_value(repeated[name][row]) for name in self.columns]
-            sample.append(values[0] if len(values) == 1 else values)
-        return DuplicateReport(non_null, duplicate_rows, repeated.num_rows, sample)
+            if len(sample) < 5:
+                sample.append(_key_value([repeated[name][row] for name in self.columns]))
+        return DuplicateReport(non_null, duplicate_rows, int((~collided).sum()) + repeated.num_rows, sample)
+
+    def _exact_counts(self, hashes: np.ndarray, rescan: Rescan) -> pa.Table:
+        kept = []
+        for batch in rescan(self.columns):
+            arrays = [batch.column(name) for name in self.columns]
+            rows, _ = _rows_with_hash(arrays, hashes)
+            if len(rows):
+                kept.append(_key_table(self.columns, arrays, rows))
+        return pa.concat_tables(kept).group_by(list(self.columns)).aggregate([([], "count_all")])
+
+
+Rescan = Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]
+
+
+def _rows_with_hash(arrays: Sequence[pa.Array], hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (without null keys) whose key hash is in the sorted ``hashes``, and its index there."""
+    keys = row_keys(arrays, exact=False)
+    order = np.argsort(keys)  # sorted needles make the binary searches ~3x faster (cache locality)
+    ordered = keys[order]
+    position = np.searchsorted(hashes, ordered)
+    position[position == len(hashes)] = 0
+    hit = hashes[position] == ordered
+    mask = _valid_mask(arrays)
+    if mask is not None:
+        hit &= mask[order]
+    rows, which = order[hit], position[hit]
+    in_row_order = np.argsort(rows)
+    return rows[in_row_order], which[in_row_order]
+
+
+def _comparable(array: pa.Array) -> pa.Array:
+    """One type per key column whatever the file wrote (dictionary, string or large_string)."""
+    array = plain(array)
+    if pat.is_signed_integer(array.type) or pat.is_unsigned_integer(array.type) and array.type != pa.uint64():
+        return array.cast(pa.int64())
+    if pat.is_string(array.type):
+        return array.cast(pa.large_string())
+    if pat.is_binary(array.type):
+        return array.cast(pa.large_binary())
+    return array
+
+
+def _key_table(columns: Sequence[str], arrays: Sequence[pa.Array], rows: np.ndarray) -> pa.Table:
+    """The selected rows' keys; dictionaries are decoded after the take, so only those rows."""
+    taken = pa.array(rows)
+    return pa.table({
+        name: _comparable((plain(array) if pat.is_string_view(array.type) else array).take(taken))
+        for name, array in zip(columns, arrays)
+    })
+
+
+def _key_value(scalars: Sequence[pa.Scalar]) -> Any:
+    values = [scalar_value(scalar) for scalar in scalars]
+    return values[0] if len(values) == 1 else values
+
+
+def _same(left: pa.Array, right: pa.Array) -> np.ndarray:
+    if is_exact_domain(left.type):  # bit-exact, so NaN equals NaN as in the hash
+        return exact_keys(left) == exact_keys(right)
+    return pc.equal(left, right).to_numpy(zero_copy_only=False)
+
+
+class _Representatives:
+    """The first key seen for each candidate hash, and which hashes turned out shared."""
+
+    def __init__(self, columns: Sequence[str], candidates: int) -> None:
+        self.columns = tuple(columns)
+        self.row_of = np.full(candidates, -1, dtype=np.int64)
+        self.collided = np.zeros(candidates, dtype=bool)
+        self.parts: list[pa.Table] = []
+        self.order: list[np.ndarray] = []  # candidate index of each representative row
+        self.count = 0
+
+    def compare(self, keys: pa.Table, which: np.ndarray) -> None:
+        unseen = self.row_of[which] == -1
+        if unseen.any():
+            fresh, first = np.unique(which[unseen], return_index=True)
+            self.parts.append(keys.take(pa.array(np.flatnonzero(unseen)[first])))
+            self.order.append(fresh)
+            self.row_of[fresh] = np.arange(self.count, self.count + len(fresh))
+            self.count += len(fresh)
+        reference = pa.concat_tables(self.parts).take(pa.array(self.row_of[which]))
+        same = np.ones(keys.num_rows, dtype=bool)
+        for name in self.columns:
+            same &= _same(keys[name].combine_chunks(), reference[name].combine_chunks())
+        if not same.all():
+            self.collided[which[~same]] = True
+
+    def sample(self, limit: int = 5) -> list[Any]:
+        """Up to ``limit`` repeated keys whose hash is not shared, in order of first appearance."""
+        found: list[Any] = []
+        for part, order in zip(self.parts, self.order):
+            for row in np.flatnonzero(~self.collided[order])[: limit - len(found)]:
+                found.append(_key_value([part[name][int(row)] for name in self.columns]))
+            if len(found) >= limit:
+                break
+        return found

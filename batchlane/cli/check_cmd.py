@@ -21,19 +21,26 @@ from batchlane.spec import SpecError, load_contract
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
-DESCRIPTION = (
-    "Check Parquet file(s) of one data product against a contract and print the verdict with every rule's "
-    "expected and observed values. The contract file holds the `contract:` block of a lane spec "
-    "(columns, unique, row_count), with or without the `contract:` key. References to other products "
-    "cannot be resolved outside a run, so a `references` rule fails here with the reason."
-)
-EPILOG = "exit status: 0 PASS, 1 FAIL, 2 usage error, missing/unreadable file or invalid contract"
+DESCRIPTION = """\
+Check Parquet file(s) of one data product against a contract and print the
+verdict with every rule's expected and observed values (and up to 5 failing
+values or keys). The contract file holds the `contract:` block of a lane spec
+(columns, unique, row_count), with or without the `contract:` key. References
+to other products cannot be resolved outside a run, so a `references` rule
+fails here with the reason."""
+EPILOG = """\
+examples:
+  lane check out/orders.parquet --contract contract.yaml
+  lane check part-0.parquet part-1.parquet --contract contract.yaml --json
+  lane check orders.parquet --contract contract.yaml --now 2026-11-02T00:00:00Z
+
+exit status: 0 PASS, 1 FAIL, 2 usage error, missing/unreadable file or invalid contract"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "check", help="check Parquet file(s) against a contract (PASS/FAIL with evidence)",
-        description=DESCRIPTION, epilog=EPILOG,
+        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _arguments(parser)
 
@@ -109,7 +116,8 @@ def _print_table(outcome: CheckOutcome) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lane check", description=DESCRIPTION, epilog=EPILOG)
+    parser = argparse.ArgumentParser(prog="lane check", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     _arguments(parser)
     args = parser.parse_args(argv)
     return args.func(args)

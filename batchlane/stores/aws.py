@@ -93,7 +93,8 @@ class S3ObjectStore:
 
     def put_once(self, key: str, data: bytes) -> None:
         try:
-            self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*",
+                               ContentType="application/json" if key.endswith(".json") else "application/octet-stream")
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise AlreadyExists(f"{self.uri(key)} was written before; the earlier bytes stand") from None

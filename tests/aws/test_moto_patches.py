@@ -193,3 +193,32 @@ def test_canary_batch_subprocess_and_exit_code(aws, tmp_path):
     assert succeeded["status"] == "SUCCEEDED" and succeeded["container"]["exitCode"] == 0
     assert failed["status"] == "FAILED" and failed["container"]["exitCode"] == 5
     assert failed["statusReason"] == "Essential container in task exited"
+
+
+# 6 ------------------------------------------------------------------------ DescribeJobs while submitting
+
+def test_canary_batch_describe_snapshot():
+    from moto.batch import models as batch_models
+
+    class FakeJob:
+        """Describing it submits another job: the dict grows mid-iteration, as under a concurrent SubmitJob."""
+
+        def __init__(self, jobs: dict, name: str) -> None:
+            self.jobs, self.arn, self.name = jobs, f"arn:{name}", name
+
+        def describe(self) -> dict:
+            self.jobs[f"late-{len(self.jobs)}"] = FakeJob({}, "late")
+            return {"jobId": self.name}
+
+    class FakeBackend:
+        def __init__(self) -> None:
+            self._jobs: dict = {}
+            self._jobs["first"] = FakeJob(self._jobs, "first")
+
+    stock = batch_models.BatchBackend.describe_jobs
+    with pytest.raises(RuntimeError, match="changed size during iteration"):
+        stock(FakeBackend(), None)  # if this stops raising, moto fixed it: drop batch_describe_snapshot
+    with moto_patches.batch_describe_snapshot():
+        assert batch_models.BatchBackend.describe_jobs(FakeBackend(), None) == [{"jobId": "first"}]
+        assert batch_models.BatchBackend.describe_jobs(FakeBackend(), ["arn:first"]) == [{"jobId": "first"}]
+        assert batch_models.BatchBackend.describe_jobs(FakeBackend(), ["other"]) == []

@@ -1,4 +1,4 @@
-"""One CDK synth per test session (jsii start + synth ~5 s), shared by every test in tests/cdk.
+"""One CDK synth per test run (jsii start + synth ~5 s), shared by every test in tests/cdk.
 
 Two lane stacks in one app, both under cdk-nag AwsSolutions:
   * `default`: the shipped example lane exactly as `make synth` builds it (examples/orders/lane.yaml,
@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,45 +45,90 @@ OPTIONS_CONTEXT = {
 class Synth:
     outdir: Path
     templates: dict[str, dict[str, Any]]
-    stacks: dict[str, Any]
-    error: Exception | None
+    stack_names: dict[str, str]
+    acknowledged: dict[str, str]          # "construct/path rule" -> reason (AwsSolutions only)
+    error: str | None
     report: dict[str, Any] | None
-    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     def template(self, which: str) -> dict[str, Any]:
         return self.templates[which]
 
 
-@pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+def _synthesize(root: Path) -> dict[str, Any]:
+    """Build and synth the two-stack app under cdk-nag; return what the tests need as JSON-able facts."""
+    import aws_cdk as cdk
     from app import add_lane_stack, cdk_json_context, new_app
     from stacks.nag import add_nag
 
-    base = tmp_path_factory.mktemp("cdk")
-    outdir = base / "cdk.out"
-    layer = base / "layer"
-    (layer / "python" / "yaml").mkdir(parents=True)
+    outdir = root / "cdk.out"
+    layer = root / "layer"
+    (layer / "python" / "yaml").mkdir(parents=True, exist_ok=True)
     (layer / "python" / "yaml" / "__init__.py").write_text("# fake layer content for the synth test\n")
-
     app = new_app(outdir=str(outdir))
     defaults = cdk_json_context()
     stacks = {
-        "default": add_lane_stack(app, {**defaults, "schedule": "rate(1 day)", "layer_dir": str(base / "no-layer")}),
+        "default": add_lane_stack(app, {**defaults, "schedule": "rate(1 day)", "layer_dir": str(root / "no-layer")}),
         "options": add_lane_stack(app, {**defaults, **OPTIONS_CONTEXT, "layer_dir": str(layer)}),
     }
     add_nag(app)
-    error: Exception | None = None
+    error = None
     try:
         app.synth()
     except Exception as exc:  # noqa: BLE001 - reported by test_nag_clean with the findings
-        error = exc
+        error = f"{type(exc).__name__}: {exc}"
+    acknowledged = {}
+    for stack in stacks.values():
+        for construct in stack.node.find_all():
+            for entry in construct.node.metadata:
+                if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
+                    for rule, reason in entry.data.items():
+                        if "AwsSolutions-" in rule:   # (CDK acknowledges some of its own template checks)
+                            acknowledged[f"{construct.node.path} {rule}"] = reason
+    return {"stack_names": {which: stack.stack_name for which, stack in stacks.items()},
+            "acknowledged": acknowledged, "error": error}
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """Synthesized once per test run, even across xdist workers: the first worker to take the lock
+    synthesizes into a directory shared by the run; the others wait for its facts and read the files.
+    (pytest 9 + xdist 3.8 ignore `xdist_group` under --dist loadgroup, so the cdk tests may be spread.)"""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "batchlane-cdk-synth"
+    root.mkdir(exist_ok=True)
+    facts_path = root / "facts.json"
+    try:
+        os.close(os.open(root / "owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        owner = True
+    except FileExistsError:
+        owner = False
+    if owner:
+        try:
+            facts = _synthesize(root)
+        except Exception as exc:  # noqa: BLE001 - a construct error: every cdk test reports it
+            facts = {"stack_names": {}, "acknowledged": {}, "error": f"{type(exc).__name__}: {exc}"}
+        partial = root / "facts.json.tmp"
+        partial.write_text(json.dumps(facts))
+        partial.rename(facts_path)
+    deadline = time.monotonic() + 300
+    while not facts_path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out waiting for another worker's CDK synth")
+        time.sleep(0.1)
+    facts = json.loads(facts_path.read_text())
+    if not facts["stack_names"]:
+        pytest.fail(f"the lane stacks could not be built: {facts['error']}")
+    outdir = root / "cdk.out"
     report_path = outdir / "validation-report.json"
-    report = json.loads(report_path.read_text()) if report_path.is_file() else None
-    templates = {
-        which: json.loads((outdir / f"{stack.stack_name}.template.json").read_text())
-        for which, stack in stacks.items()
-    }
-    return Synth(outdir=outdir, templates=templates, stacks=stacks, error=error, report=report)
+    return Synth(
+        outdir=outdir,
+        templates={which: json.loads((outdir / f"{name}.template.json").read_text())
+                   for which, name in facts["stack_names"].items()},
+        stack_names=facts["stack_names"],
+        acknowledged=facts["acknowledged"],
+        error=facts["error"],
+        report=json.loads(report_path.read_text()) if report_path.is_file() else None,
+    )
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

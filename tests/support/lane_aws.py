@@ -11,6 +11,7 @@ import io
 import json
 import re
 import shutil
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ def _load_handler(path: Path, name: str) -> Any:
     module_spec = importlib.util.spec_from_file_location(name, path)
     assert module_spec and module_spec.loader
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
     module_spec.loader.exec_module(module)
     return module.handler
 
@@ -158,7 +160,7 @@ def deploy(endpoint: str, spec_path: Path) -> LaneDeployment:
     from batchlane.spec import load_spec
 
     lane = load_spec(spec_path).lane
-    resources = create_lane_resources()
+    create_lane_resources()
     queue_url = subscribe_queue(BUS, "lane-consumer")
     env = {"LANE_BACKEND": "aws", "LANE_BUCKET": BUCKET, "LANE_TABLE": TABLE, "LANE_EVENT_BUS": BUS,
            "LANE_SPEC": str(spec_path)}

@@ -17,6 +17,9 @@ the name or makes the patch unnecessary.
    subprocess running the job's command (our materializer entrypoint) with the job's environment.
 5. ``batch_exit_code`` - ``DescribeJobs`` lacks ``container.exitCode`` (and the status reason);
    added so the state machine's failure cause names the exit code, as on AWS.
+6. ``batch_describe_snapshot`` - ``BatchBackend.describe_jobs`` iterates the live job dict; a
+   concurrent ``SubmitJob`` (parallel Map iterations) makes it raise "dictionary changed size during
+   iteration", which the interpreter turns into an uncatchable ``States.Runtime``. Iterate a snapshot.
 """
 
 from __future__ import annotations
@@ -249,6 +252,18 @@ def batch_exit_code() -> Iterator[None]:
         yield
 
 
+def _describe_jobs_snapshot(self: Any, jobs: list[str] | None) -> list[dict[str, Any]]:
+    wanted = set(jobs or [])
+    return [job.describe() for key, job in list(self._jobs.items())
+            if not wanted or key in wanted or job.arn in wanted]
+
+
+@contextmanager
+def batch_describe_snapshot() -> Iterator[None]:
+    with mock.patch.object(batch_models.BatchBackend, "describe_jobs", _describe_jobs_snapshot):
+        yield
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -260,6 +275,7 @@ def lane_patches(*, handlers: dict[str, Handler], job_cwd: Path, job_env: dict[s
         stack.enter_context(sfn_shape_conversion())
         stack.enter_context(sfn_redrive_count())
         stack.enter_context(batch_exit_code())
+        stack.enter_context(batch_describe_snapshot())
         calls = stack.enter_context(lambda_in_process(handlers))
         jobs = stack.enter_context(batch_subprocess(cwd=job_cwd, env=job_env, path_map=path_map))
         yield {"lambda": calls, "batch": jobs}

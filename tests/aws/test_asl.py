@@ -1,0 +1,99 @@
+"""Static checks of statemachines/lane.asl.json and the function bundle layout (no AWS needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_TEXT = (ROOT / "statemachines" / "lane.asl.json").read_text()
+SUBSTITUTIONS = {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionArn", "LaneName"}
+LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Lambda.AWSLambdaException",
+                    "Lambda.SdkClientException"}
+
+
+def _states(definition: dict) -> dict[str, dict]:
+    found = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        if state["Type"] == "Map":
+            found.update(_states(state["ItemProcessor"]))
+    return found
+
+
+def _definition() -> dict:
+    return json.loads(re.sub(r"\$\{(\w+)\}", lambda m: f"arn:aws:lambda:us-east-1:123456789012:function:{m.group(1)}", ASL_TEXT))
+
+
+def test_only_the_agreed_substitutions_and_jsonpath():
+    assert set(re.findall(r"\$\{(\w+)\}", ASL_TEXT)) == SUBSTITUTIONS
+    definition = _definition()
+    assert "QueryLanguage" not in ASL_TEXT and "{%" not in ASL_TEXT  # JSONPath, never JSONata
+
+
+def test_flow_plan_map_close_settle():
+    definition = _definition()
+    states = definition["States"]
+    assert definition["StartAt"] == "Plan"
+    assert states["Plan"]["Next"] == "Outputs" and states["Outputs"]["Type"] == "Map"
+    assert states["Outputs"]["Next"] == "CloseRun" and states["CloseRun"]["Next"] == "Settle"
+    assert states["Outputs"]["ItemSelector"]["output.$"] == "$$.Map.Item.Value"
+    assert states["Plan"]["Parameters"]["execution.$"] == "$$.Execution.Name"
+    assert states["Settle"]["Parameters"]["redrive_count.$"] == "$$.Execution.RedriveCount"
+    # a redriven Settle loops back to the map with the outputs it hands back
+    assert {choice["Next"] for choice in states["Settled?"]["Choices"]} | {states["Settled?"]["Default"]} == {"Done", "Outputs"}
+
+
+def test_iterations_catch_everything_and_never_fail():
+    iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
+    assert not [name for name, state in iteration.items() if state["Type"] == "Fail"]
+    for name in ("Begin", "Materialize", "RecordCrash", "Check", "Decide"):
+        assert any("States.ALL" in catch["ErrorEquals"] for catch in iteration[name]["Catch"]), name
+    job = iteration["Materialize"]
+    assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
+    overrides = json.dumps(job["Parameters"]["ContainerOverrides"])
+    for reference in ("$.run_id", "$.output", "$.start.attempt_str"):
+        assert reference in overrides
+
+
+def test_retries_only_transient_errors():
+    for name, state in _states(_definition()).items():
+        for retrier in state.get("Retry", []):
+            assert "States.ALL" not in retrier["ErrorEquals"] and "States.TaskFailed" not in retrier["ErrorEquals"], name
+            assert retrier.get("BackoffRate", 1) > 1, name
+        if state["Type"] == "Task" and "lambda" in state["Resource"]:
+            retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
+            assert LAMBDA_TRANSIENT <= retried, name
+    check = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]["Check"]
+    assert check["Retry"][0]["ErrorEquals"] == ["DependencyPending"]
+
+
+def test_state_carries_references_not_receipts():
+    check = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]["Check"]
+    assert set(check["ResultSelector"]) == {"verdict.$", "receipt.$"}
+    assert _definition()["States"]["Outputs"]["ResultPath"] is None
+
+
+def test_bundle_layout_matches_the_dockerfile_and_handlers():
+    dockerfile = (ROOT / "functions" / "materialize" / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, flags=re.M):
+        if "$" not in source:
+            assert (ROOT / source).exists(), source
+    assert "/app/functions/materialize/main.py" in ASL_TEXT and (ROOT / "functions/materialize/main.py").is_file()
+    for handler in ("functions/gate/handler.py", "functions/check/handler.py"):
+        assert "def handler(event" in (ROOT / handler).read_text()
+
+
+def test_materialize_entrypoint_reads_missing_arguments_from_the_environment():
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("lane_materialize_main", ROOT / "functions/materialize/main.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    argv = module.build_argv(["--run-id", "r1", "--output", "o"],
+                             {"LANE_SPEC": "/app/lane/lane.yaml", "AWS_BATCH_JOB_ID": "job-9", "LANE_ATTEMPT": "3",
+                              "LANE_OUTPUT": "ignored"})
+    assert argv == ["--run-id", "r1", "--output", "o", "--spec", "/app/lane/lane.yaml", "--attempt", "3",
+                    "--job-id", "job-9"]
