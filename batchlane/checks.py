@@ -68,7 +68,6 @@ class _Product:
         return sum(f.metadata.num_rows for f in self.files)
 
 
-
 def _open(path: Path, uri: str) -> pq.ParquetFile:
     if not path.is_file():
         raise CheckError(f"{uri}: file not found")
@@ -103,8 +102,14 @@ def _column_types(product: _Product, name: str) -> list[pa.DataType] | None:
 
 
 def _missing_in(product: _Product, name: str) -> str:
-    missing = [uri for uri, f in zip(product.uris, product.files) if f.schema_arrow.get_field_index(name) < 0]
-    return f"column {name!r} not in {', '.join(missing)}"
+    problems = []
+    for uri, parquet in zip(product.uris, product.files):
+        found = len(parquet.schema_arrow.get_all_field_indices(name))
+        if found == 0:
+            problems.append(f"not in {uri}")
+        elif found > 1:
+            problems.append(f"{found} times in {uri} (ambiguous)")
+    return f"column {name!r} " + "; ".join(problems)
 
 
 def _column_evaluators(
@@ -299,8 +304,9 @@ def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: 
             for batch, offset in _batches(product, columns):
                 for evaluator in to_scan:
                     evaluator.update(batch, offset)
-        except ValueError as exc:  # data contradicting its own footer: a corrupt product
-            raise CheckError(f"{', '.join(uris)}: {exc}") from exc
+        except (ValueError, pa.ArrowException) as exc:
+            # data contradicting its own footer, or values no rule kernel can handle: fail closed, say why
+            raise CheckError(f"{', '.join(uris)}: cannot evaluate the contract: {exc}") from exc
 
     def rescan(wanted: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
         return (batch for batch, _ in _batches(product, wanted))

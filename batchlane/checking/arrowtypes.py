@@ -27,7 +27,7 @@ def is_signed_integer(arrow_type: pa.DataType) -> bool:
 
 
 def is_numeric(arrow_type: pa.DataType) -> bool:
-    return pat.is_integer(arrow_type) or pat.is_floating(arrow_type)
+    return pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_decimal(arrow_type)
 
 
 def is_temporal(arrow_type: pa.DataType) -> bool:

@@ -8,6 +8,7 @@ with pyarrow.compute (never a Python loop over rows), and returns its RuleResult
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -123,6 +124,10 @@ class Range(Evaluator):
         self.arrow_type = arrow_type
         self.low, self.high = low, high
         self.floating = pat.is_floating(arrow_type)
+        # Decimal bounds for decimal columns: a float bound could round across the boundary.
+        as_scalar = (lambda b: pa.scalar(decimal.Decimal(str(b)))) if pat.is_decimal(arrow_type) else pa.scalar
+        self.low_scalar = None if low is None else as_scalar(low)
+        self.high_scalar = None if high is None else as_scalar(high)
         self.minimum: Any = None
         self.maximum: Any = None
         self.nans = 0
@@ -158,11 +163,11 @@ class Range(Evaluator):
             self.minimum = low if self.minimum is None else min(self.minimum, low)
             self.maximum = high if self.maximum is None else max(self.maximum, high)
             if self.low is not None and low < self.low:
-                failing = pc.less(array, pa.scalar(self.low))
+                failing = pc.less(array, self.low_scalar)
                 self.below += _count(pc.sum(failing))
                 _add_distinct(self.below_sample, array.filter(failing))
             if self.high is not None and high > self.high:
-                failing = pc.greater(array, pa.scalar(self.high))
+                failing = pc.greater(array, self.high_scalar)
                 self.above += _count(pc.sum(failing))
                 _add_distinct(self.above_sample, array.filter(failing))
 

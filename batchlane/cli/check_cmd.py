@@ -1,7 +1,7 @@
 """`lane check`: certify one product's Parquet file(s) against a contract, outside any run.
 
-Also runnable alone (``python -m batchlane.cli.check_cmd``) so it stays light for
-memory measurements: it imports only the checker, the contract model and Rich.
+Also runnable alone (``python -m batchlane.cli.check_cmd``): it imports only the
+checker, the contract model and Rich, and the checker only when a check runs.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from batchlane.checks import CheckError, CheckOutcome, check_files
-from batchlane.spec import SpecError, load_contract
+if TYPE_CHECKING:
+    from batchlane.checks import CheckOutcome
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -59,6 +59,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every `lane` command builds this parser, only `lane check` needs the checker.
+    from batchlane.checks import CheckError, check_files
+    from batchlane.spec import SpecError, load_contract
+
     errors = Console(stderr=True, highlight=False)
     try:
         contract = load_contract(args.contract)

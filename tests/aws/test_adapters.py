@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -50,24 +49,22 @@ def test_large_files_upload_in_parts_write_once_with_one_streaming_hash(aws, tmp
         store.put_file_once(source, "staging/r1/clean/0001/part-0000.parquet")
 
 
-def test_s3_refuses_a_second_write_even_when_racing(aws):
+def test_s3_write_once_is_enforced_by_s3_itself(aws):
+    """put_once does no read-then-write: S3's If-None-Match: * decides (moto's check is not thread-atomic, S3's is)."""
     store = S3ObjectStore(BUCKET)
-    outcomes: list[str] = []
+    sent = []
+    original = store.s3.put_object
 
-    def write(number: int) -> None:
-        try:
-            store.put_once("receipts/r1/clean/0001-check.json", f"writer {number}".encode())
-            outcomes.append("written")
-        except AlreadyExists:
-            outcomes.append("refused")
+    def spy(**kwargs):
+        sent.append(kwargs)
+        return original(**kwargs)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["refused"] * 5 + ["written"]
-    # the conditional write is S3's (If-None-Match: *), not just our existence check
+    store.s3.put_object = spy
+    store.put_once("receipts/r1/clean/0001-check.json", b"first")
+    with pytest.raises(AlreadyExists):
+        store.put_once("receipts/r1/clean/0001-check.json", b"second")
+    assert [call["IfNoneMatch"] for call in sent] == ["*", "*"]
+    assert store.get("receipts/r1/clean/0001-check.json") == b"first"
     with pytest.raises(ClientError) as raised:
         boto3.client("s3", region_name=REGION).put_object(
             Bucket=BUCKET, Key="receipts/r1/clean/0001-check.json", Body=b"x", IfNoneMatch="*")

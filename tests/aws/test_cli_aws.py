@@ -78,6 +78,9 @@ def test_lane_cli_runs_audits_and_reads_against_aws(aws_lane, lane_cli, tmp_path
 
     code, out, err = lane_cli("verify", run_id, "--backend", "aws", "--json")
     assert code == 0, (out, err)
+    for human in (("status", run_id), ("show", run_id, "order_payments"), ("verify", run_id)):
+        code, out, err = lane_cli(*human, "--backend", "aws")
+        assert code == 0 and run_id in out + err, (human, out, err)
 
     code, out, err = lane_cli("read", "order_payments", "--out", tmp_path / "payments.parquet", "--backend", "aws")
     assert code == 0, err

@@ -167,6 +167,16 @@ def test_min_max(tmp_path):
     assert rule(inclusive, "min", "v").observed == -3
 
 
+def test_min_max_on_decimals_compare_exactly(tmp_path):
+    from decimal import Decimal
+
+    values = pa.array([Decimal("0.00"), Decimal("10.01"), Decimal("-0.01"), None], pa.decimal128(10, 2))
+    outcome = check(write(tmp_path, {"price": values}), contract({"price": {"min": 0, "max": 10}}))
+    low, high = rule(outcome, "min", "price"), rule(outcome, "max", "price")
+    assert (low.observed, low.failing_count, low.failing_sample) == ("-0.01", 1, ["-0.01"])
+    assert (high.observed, high.failing_count, high.failing_sample) == ("10.01", 1, ["10.01"])
+
+
 def test_nan_fails_min_and_max(tmp_path):
     path = write(tmp_path, {"v": [0.5, float("nan"), 0.7]})
     outcome = check(path, contract({"v": {"min": 0, "max": 1}}))

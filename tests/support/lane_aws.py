@@ -110,7 +110,7 @@ class LaneDeployment:
             kwargs["name"] = name
         return self.client("stepfunctions").start_execution(**kwargs)["executionArn"]
 
-    def wait(self, execution_arn: str, timeout: float = 120) -> dict:
+    def wait(self, execution_arn: str, timeout: float = 300) -> dict:
         sfn = self.client("stepfunctions")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,7 +120,7 @@ class LaneDeployment:
             time.sleep(0.2)
         raise TimeoutError(f"{execution_arn} still running after {timeout}s")
 
-    def run(self, document: dict | None = None, name: str | None = None, timeout: float = 120) -> dict:
+    def run(self, document: dict | None = None, name: str | None = None, timeout: float = 300) -> dict:
         return self.wait(self.start(document, name), timeout)
 
     def history(self, execution_arn: str) -> list[dict]:
