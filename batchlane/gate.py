@@ -46,9 +46,13 @@ class GateError(RuntimeError):
     pass
 
 
-def publish_pending(backend: Backend) -> list[str]:
-    """Publish the ledger's outbox; what fails stays queued for the next call (at-least-once)."""
-    events = backend.ledger.unpublished_events()
+def publish_pending(backend: Backend, only: set[str] | None = None) -> list[str]:
+    """Publish the ledger's outbox (or just the events named); what fails stays queued (at-least-once).
+
+    A gate publishes only its own event, so concurrent gates do not re-send each other's; closing a
+    run sweeps the whole outbox, re-sending whatever an earlier publish lost.
+    """
+    events = [e for e in backend.ledger.unpublished_events() if only is None or e.event_id() in only]
     if not events:
         return []
     accepted = backend.bus.publish(events)
@@ -195,9 +199,11 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
     if written != checked:
         return failed(f"{where}: product bytes changed between materialize and check", outcome.files,
                       materialized.digest())
+    versions = {p.uri: p.version for p in materialized.outputs}  # S3 version ids pin the certified bytes
+    products = [p.model_copy(update={"version": versions.get(p.uri)}) for p in outcome.files]
     return CheckReceipt(
         lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=chain_head(backend, run_id, output),
-        verdict=outcome.verdict, materialize_digest=materialized.digest(), products=outcome.files,
+        verdict=outcome.verdict, materialize_digest=materialized.digest(), products=products,
         rules=outcome.rules, rows=outcome.rows, seconds=round(time.perf_counter() - started, 6),
     )
 
@@ -251,7 +257,7 @@ def decide(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: 
             pass  # the same or a newer certification is in force: the pointer never regresses
     else:
         backend.ledger.queue_event(event)
-    publish_pending(backend)
+    publish_pending(backend, only={event.event_id()})
     return existing
 
 

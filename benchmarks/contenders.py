@@ -30,6 +30,16 @@ def floor(dataset: Dataset) -> bool:
     return table.num_rows >= 1
 
 
+def read_only(dataset: Dataset) -> bool:
+    """Half of the floor, for context: the column read alone."""
+    return pq.read_table(dataset.path, columns=CHECKED_COLUMNS).num_rows >= 1
+
+
+def hash_only(dataset: Dataset) -> bool:
+    """The other half: SHA-256 of the file alone."""
+    return hash_file(dataset.path)[0] > 0
+
+
 def pandera(dataset: Dataset) -> bool:
     """Read into pandas, then pandera's lazy validation of the same rules (no hash)."""
     import warnings
@@ -93,4 +103,5 @@ def polars(dataset: Dataset) -> bool:
 
 CONTENDERS: dict[str, Callable[[Dataset], bool]] = {
     "ours": ours, "floor": floor, "pandera": pandera, "polars": polars,
+    "read_only": read_only, "hash_only": hash_only,  # context, no target
 }

@@ -222,6 +222,13 @@ class S3ObjectStore:
             partial.unlink(missing_ok=True)
         return digest
 
+    def presigned_get(self, key: str, *, version: str | None = None, expires_in: int = 900) -> str:
+        """A time-limited GET URL for one object, pinned to a version when one is given."""
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if version:
+            params["VersionId"] = version
+        return self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+
     def local_path(self, key: str) -> Path | None:
         return None
 

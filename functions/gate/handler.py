@@ -1,4 +1,6 @@
-"""Gate Lambda: plan, begin, record_crash, decide, settle, close. Thin: parse, call the core, shape output.
+"""Gate Lambda: plan, begin, record_crash, decide, settle, close, resolve. Thin: parse, call the core, shape output.
+
+The read-only resolve twin runs this handler with LANE_GATE_ACTIONS=resolve: it can answer nothing else.
 
 Environment: LANE_BACKEND=aws, LANE_BUCKET, LANE_TABLE, LANE_EVENT_BUS, LANE_SPEC (path in the bundle).
 State carries only small references (run id, output, attempt, receipt keys), never receipts.
@@ -12,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from batchlane.backends import backend_from_env
-from batchlane.gate import close_run, decide, unsettled
+from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled
 from batchlane.materialize import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
@@ -175,6 +177,44 @@ def close(event: dict) -> dict:
             "verdict": manifest.verdict, "digest": manifest.digest()}
 
 
+def _is_version_id(proof_version: str | None) -> bool:
+    """S3 returns a VersionId on versioned buckets; an unversioned upload leaves only the ETag (32 hex)."""
+    return bool(proof_version) and not (len(proof_version) == 32 and all(c in "0123456789abcdef" for c in proof_version))
+
+
+def resolve_output(event: dict) -> dict:
+    """Presigned GET URLs for the certified files of an output, pinned to their S3 versions.
+
+    The pointer and the certification's digest are checked here; on a versioned bucket the bytes behind a
+    version id cannot change, and the consumer checks each file's SHA-256 while downloading. Without
+    version ids, the bytes are re-hashed here before any URL is handed out.
+    """
+    backend, spec = _context()
+    (output,) = _require(event, "output")
+    if output not in spec.outputs:
+        raise BadRequest(f"lane {spec.lane!r} has no output {output!r}")
+    ttl = int(os.environ.get("LANE_RESOLVE_URL_TTL", "900"))
+    try:
+        resolved = resolve(backend, spec.lane, output, verify_bytes=False)
+        proofs = resolved.certification.proof
+        if not all(_is_version_id(p.version) for p in proofs):
+            resolved = resolve(backend, spec.lane, output, verify_bytes=True)
+    except NotCertified as exc:
+        raise NotCertifiedError(str(exc)) from None
+    files = []
+    for key, proof in zip(resolved.keys, proofs, strict=True):
+        version = proof.version if _is_version_id(proof.version) else None
+        url = backend.store.presigned_get(key, version=version, expires_in=ttl)
+        files.append({"key": key, "sha256": proof.sha256, "size": proof.size, "version": proof.version, "url": url})
+    pointer = resolved.pointer
+    return {"lane": spec.lane, "output": output, "run_id": pointer.run_id, "attempt": pointer.attempt,
+            "certification": pointer.key, "certification_digest": pointer.digest, "files": files, "expires_in": ttl}
+
+
+class NotCertifiedError(LookupError):
+    """resolve: no live certification proves this output's bytes (no PASS, no read)."""
+
+
 ACTIONS = {
     "plan": plan,
     "begin": begin,
@@ -182,11 +222,18 @@ ACTIONS = {
     "decide": decide_output,
     "settle": settle,
     "close": close,
+    "resolve": resolve_output,
 }
+
+
+def _allowed_actions() -> list[str]:
+    configured = os.environ.get("LANE_GATE_ACTIONS")
+    return [name.strip() for name in configured.split(",") if name.strip()] if configured else list(ACTIONS)
 
 
 def handler(event: dict, context: Any = None) -> dict:
     action = (event or {}).get("action")
-    if action not in ACTIONS:
-        raise BadRequest(f"unknown gate action {action!r}; expected one of {', '.join(ACTIONS)}")
+    allowed = _allowed_actions()
+    if action not in ACTIONS or action not in allowed:
+        raise BadRequest(f"unknown gate action {action!r}; this function answers {', '.join(allowed)}")
     return ACTIONS[action](event)

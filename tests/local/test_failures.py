@@ -253,3 +253,19 @@ def test_concurrent_gates_leave_one_consistent_pointer(tmp_path, backend):
     # at-least-once delivery: racing gates may publish an event twice, always under the same id
     distinct = {e["id"]: e["attempt"] for e in events}
     assert pointer.attempt in distinct.values() and len(distinct) <= 2
+
+
+def test_lost_event_stays_in_outbox_and_is_resent_at_close(tmp_path, backend, monkeypatch):
+    spec = load_spec(make_lane(tmp_path / "lane"))
+    plan = plan_run(backend, spec)
+    start = begin_output(backend, spec, plan.run_id, "items_clean")
+    materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+    real_publish = backend.bus.publish
+    monkeypatch.setattr(backend.bus, "publish", lambda events: [])  # the bus accepts nothing
+    decide(backend, spec, plan.run_id, "items_clean", start.attempt)
+    assert [e.type for e in backend.ledger.unpublished_events()] == ["DataProductCertified"]
+    assert backend.bus.read()[0] == []
+    monkeypatch.setattr(backend.bus, "publish", real_publish)
+    close_run(backend, spec, plan.run_id)
+    assert backend.ledger.unpublished_events() == []
+    assert [e["type"] for e in backend.bus.read()[0]] == ["DataProductCertified", "RunClosed"]
