@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import batchlane.checks as checks
+import batchlane.checking.engine as checks
 from tests.checks.helpers import check, contract, rule, write
 
 RULES = contract(

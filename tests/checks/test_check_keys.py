@@ -6,14 +6,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batchlane.checking import keys
+from batchlane.checking import hashing, keys
 from batchlane.checking.arrowtypes import plain
 from tests.checks.helpers import check, contract, rule, write
 
 
 @pytest.mark.parametrize("hasher", ["_hash_binary_numpy", "_hash_binary_polars"])
 def test_string_hash_separates_values_and_ignores_slicing(monkeypatch, hasher):
-    monkeypatch.setattr(keys, "hash_binary", getattr(keys, hasher))
+    monkeypatch.setattr(hashing, "hash_binary", getattr(hashing, hasher))
     values = pa.array(["", "a", "b", "ab", "ba", "aa", None, "a" * 2000, "a" * 1999 + "b", "é"])
     hashes = keys.hash_values(values)
     valid = [h for h, v in zip(hashes, values.to_pylist()) if v is not None]
@@ -30,7 +30,7 @@ def test_dictionary_columns_hash_like_their_values():
 
 
 def test_string_hash_is_consistent_across_slices_of_the_batch_loop(monkeypatch):
-    monkeypatch.setattr(keys, "hash_binary", keys._hash_binary_numpy)
+    monkeypatch.setattr(hashing, "hash_binary", hashing._hash_binary_numpy)
     big = pa.array([f"v{i % 70_000}" for i in range(140_000)])
     hashes = keys.hash_values(big)
     assert np.array_equal(hashes[:70_000], hashes[70_000:])
@@ -65,7 +65,7 @@ def test_some_hashes_shared_by_different_keys_others_by_true_duplicates(tmp_path
 
 def test_numpy_string_hash_fallback_agrees_on_equality():
     values = pa.array(["x", "y", "x", "", "", "long" * 500, "long" * 500])
-    for hasher in (keys._hash_binary_numpy, keys._hash_binary_polars):
+    for hasher in (hashing._hash_binary_numpy, hashing._hash_binary_polars):
         hashes = hasher(values)
         assert hashes[0] == hashes[2] and hashes[3] == hashes[4] and hashes[5] == hashes[6]
         assert len({hashes[0], hashes[1], hashes[3], hashes[5]}) == 4
