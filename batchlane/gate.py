@@ -11,8 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from batchlane.checks import CheckError, ReferenceUnavailable, check_files
 from batchlane.evidence import chain_head, load_receipt, write_once_or_existing
@@ -32,6 +31,9 @@ from batchlane.receipts import (
 from batchlane.spec import LaneSpec
 from batchlane.state import SETTLED, output_closure, run_closures
 from batchlane.stores.base import AlreadyExists, Backend, CertPointer, ConditionFailed, NotFound, ReceiptRow
+
+if TYPE_CHECKING:  # pyarrow loads when data is read, so planning, memoized runs and the CLI start fast
+    import pyarrow as pa
 
 
 class NotCertified(LookupError):
@@ -108,6 +110,9 @@ def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = Tr
 
 def read_table(backend: Backend, lane: str, output: str, columns: list[str] | None = None) -> pa.Table:
     """Read a certified product; the bytes read are the bytes hashed (copied and verified in one pass)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     resolved = resolve(backend, lane, output, verify_bytes=False)
     tables = []
     with tempfile.TemporaryDirectory(prefix="lane-read-") as workdir:
@@ -133,6 +138,8 @@ def _reference_resolver(backend: Backend, spec: LaneSpec, run_id: str):
     """Values of OUTPUT.COLUMN: this run's certified attempt if the run has one, else the lane's certification."""
 
     def values(output: str, column: str) -> pa.Array:
+        import pyarrow as pa
+
         closure = output_closure(backend, run_id, output)
         if closure.state == "pending" and closure.attempts > 0:
             raise DependencyPending(f"referenced product {output} of run {run_id} is not decided yet")

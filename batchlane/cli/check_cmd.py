@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from batchlane.checks import CheckError, check_files
     from batchlane.spec import SpecError, load_contract
 
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)  # never split a path across lines
     try:
         contract = load_contract(args.contract)
         outcome = check_files(args.files, contract, now=args.now)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
 from batchlane.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_backend_options, err, guarded, open_backend, out
 from batchlane.consume import _only_lane
 from batchlane.gate import NotCertified, read_table
@@ -40,6 +37,9 @@ def _read(args: argparse.Namespace) -> int:
     except NotCertified as exc:
         err.print(f"[bold red]refused:[/] {exc}", highlight=False)
         return EXIT_FAILED
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     destination.parent.mkdir(parents=True, exist_ok=True)
     suffix = destination.suffix.lower()
     if suffix == ".parquet":
