@@ -431,6 +431,14 @@ class LaneStack(Stack):
                    "bump runtime, layer build and layer map together.")
         return function, role
 
+    def _alarm_on_any(self, metric: cloudwatch.IMetric, construct_id: str, description: str) -> cloudwatch.Alarm:
+        """Alarm as soon as the metric counts one event in a period; no data is not a breach."""
+        return metric.create_alarm(
+            self, construct_id, alarm_description=description, threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
     def _functions(self) -> None:
         code = lambda_.Code.from_asset(str(self.bundle), exclude=["functions/materialize"])
         layer = self._layer()
@@ -735,13 +743,8 @@ class LaneStack(Stack):
             period=Duration.minutes(5),
             label="Failed or timed-out runs",
         )
-        alarms.append(failed.create_alarm(
-            self, "FailedRunsAlarm",
-            alarm_description=f"batchlane {self.lane}: a run failed or timed out (redrive it from the console)",
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        ))
+        alarms.append(self._alarm_on_any(
+            failed, "FailedRunsAlarm", f"batchlane {self.lane}: a run failed or timed out (redrive it from the console)"))
 
         # Rejected products: every DataProductRejected event is kept in a log group (audit trail) and
         # counted by a metric filter there.
@@ -776,23 +779,14 @@ class LaneStack(Stack):
             metric_value="1",
             dimensions=None,
         ).metric(statistic="Sum", period=Duration.minutes(5))
-        alarms.append(rejected.create_alarm(
-            self, "RejectedProductsAlarm",
-            alarm_description=f"batchlane {self.lane}: a data product was rejected (FAIL): see its check receipt",
-            threshold=1, evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        ))
+        alarms.append(self._alarm_on_any(
+            rejected, "RejectedProductsAlarm",
+            f"batchlane {self.lane}: a data product was rejected (FAIL): see its check receipt"))
         for name, queue in [("EventDelivery", self.delivery_dlq),
                             *((f"Consumer{_ident(c)}", q) for c, q in sorted(self.consumer_dlqs.items()))]:
-            alarms.append(queue.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic="Maximum").create_alarm(
-                self, f"{name}DlqAlarm",
-                alarm_description=f"batchlane {self.lane}: messages in the {name} dead-letter queue",
-                threshold=1, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ))
+            alarms.append(self._alarm_on_any(
+                queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5), statistic="Maximum"),
+                f"{name}DlqAlarm", f"batchlane {self.lane}: messages in the {name} dead-letter queue"))
         if action:
             for alarm in alarms:
                 alarm.add_alarm_action(action)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
 from typing import Any
 
-from batchlane.backends import backend_from_env
 from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled
 from batchlane.materialize import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
-from batchlane.spec import LaneSpec, load_spec
+from batchlane.spec import LaneSpec
+from batchlane.warm import lane_backend, lane_spec
 
 TRIGGERS = ("cli", "console", "eventbridge", "rerun", "api")
 
@@ -31,27 +30,8 @@ class BadRequest(ValueError):
     """The gate was called with an event it cannot use (fails closed, never retried)."""
 
 
-@lru_cache(maxsize=4)
-def _spec(path: str) -> LaneSpec:
-    return load_spec(path)
-
-
-@lru_cache(maxsize=4)
-def _backend_for(_key: tuple[str | None, ...]) -> Any:
-    return backend_from_env()
-
-
-def _backend() -> Any:
-    """One backend (and its boto3 clients) per warm container and configuration."""
-    names = ("LANE_BACKEND", "LANE_BUCKET", "LANE_TABLE", "LANE_EVENT_BUS", "AWS_ENDPOINT_URL")
-    return _backend_for(tuple(os.environ.get(name) for name in names))
-
-
 def _context() -> tuple[Any, LaneSpec]:
-    path = os.environ.get("LANE_SPEC")
-    if not path:
-        raise BadRequest("LANE_SPEC is not set: the gate needs the lane spec path")
-    return _backend(), _spec(path)
+    return lane_backend(), lane_spec(BadRequest, "the gate")
 
 
 def _require(event: dict, *names: str) -> list[Any]:
