@@ -112,8 +112,11 @@ def begin_output(
 ) -> OutputStart:
     """Allocate a new attempt; skip it (memoized) when a live certification has the same memo key."""
     _check_outputs(spec, [output])
-    if backend.ledger.get_run(run_id) is None:
+    run = backend.ledger.get_run(run_id)
+    if run is None:
         raise PlanError(f"no run {run_id!r}: plan it first")
+    if output not in run.outputs:
+        raise PlanError(f"run {run_id!r} does not include {output!r}; start a new run for it")
     attempt = backend.ledger.next_attempt(run_id, output)
     started = utcnow()
     try:

@@ -269,3 +269,16 @@ def test_lost_event_stays_in_outbox_and_is_resent_at_close(tmp_path, backend, mo
     close_run(backend, spec, plan.run_id)
     assert backend.ledger.unpublished_events() == []
     assert [e["type"] for e in backend.bus.read()[0]] == ["DataProductCertified", "RunClosed"]
+
+
+def test_begin_refuses_outputs_outside_the_run(tmp_path, backend):
+    from batchlane.plan import PlanError
+
+    spec = load_spec(make_lane(tmp_path / "lane"))
+    with pytest.raises(PlanError, match="no run 'nope'"):
+        begin_output(backend, spec, "nope", "items_clean")
+    plan = plan_run(backend, spec)
+    with pytest.raises(PlanError, match="has no output 'other'"):
+        begin_output(backend, spec, plan.run_id, "other")
+    with pytest.raises(PlanError, match="no run 'missing'"):
+        plan_run(backend, spec, rerun_of="missing")

@@ -176,3 +176,41 @@ def test_read_formats(lane_dir, lane_home, lane, lane_json, tmp_path, suffix):
     assert lane("read", "customers_clean", "--out", target)[0] == 0
     frame = pd.read_parquet(target) if suffix == ".parquet" else pd.read_json(target, lines=True)
     assert len(frame) == 200
+
+
+def test_python_api_reads_only_certified(lane_dir, lane_home, lane_json):
+    import batchlane
+    from batchlane.gate import NotCertified
+
+    with pytest.raises(NotCertified, match="no PASS, no read"):
+        batchlane.read("orders_clean")
+    lane_json("run", lane_dir / "lane.yaml")
+    frame = batchlane.read("orders_clean")
+    assert len(frame) == 2000 and str(frame["loaded_at"].dtype).startswith("datetime64")
+    assert len(batchlane.read("customers_clean", lane="orders", home=str(lane_home))) == 200
+
+
+def test_events_follow_streams_new_events(lane_home):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from batchlane.receipts import LaneEvent
+
+    backend = local_backend(lane_home)
+    backend.bus.publish([LaneEvent(type="RunClosed", lane="orders", run_id="r0", verdict="PASS")])
+    follower = subprocess.Popen(
+        [sys.executable, "-c", "from batchlane.cli import main; main()", "events", "--follow", "--json",
+         "--type", "DataProductCertified", "--interval", "0.05"],
+        env={**os.environ, "LANE_HOME": str(lane_home)}, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        backend.bus.publish([LaneEvent(type="DataProductCertified", lane="orders", run_id="r1", output="orders_clean",
+                                       attempt=1, verdict="PASS")])
+        line = follower.stdout.readline()
+    finally:
+        follower.kill()
+        follower.wait()
+    event = json.loads(line)
+    assert event["type"] == "DataProductCertified" and event["run_id"] == "r1" and event["id"]
