@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def _only_lane(backend: Backend, output: str) -> str:
+def owning_lane(backend: Backend, output: str) -> str:
     lanes = sorted({run.lane for run in backend.ledger.list_runs(limit=1000)})
     owners = [lane for lane in lanes if backend.ledger.current(lane, output) is not None]
     if len(owners) == 1:
@@ -25,4 +25,4 @@ def _only_lane(backend: Backend, output: str) -> str:
 def read_product(output: str, *, lane: str | None = None, home: str | None = None,
                  backend: Backend | None = None) -> pd.DataFrame:
     backend = backend or (local_backend(home) if home else backend_from_env())
-    return read_table(backend, lane or _only_lane(backend, output), output).to_pandas()
+    return read_table(backend, lane or owning_lane(backend, output), output).to_pandas()

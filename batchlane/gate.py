@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from batchlane.checks import CheckError, ReferenceUnavailable, check_files
@@ -86,6 +86,26 @@ def _certification(backend: Backend, pointer: CertPointer) -> GateReceipt:
     return receipt
 
 
+def _proven(resolved: ResolvedProduct, key: str, proof: FileDigest, hash_of: Callable[[str], FileDigest]) -> None:
+    """Hash one certified file (via ``hash_of``); raise NotCertified unless it matches its proof."""
+    where = f"{resolved.pointer.lane}/{resolved.pointer.output}"
+    try:
+        actual = hash_of(key)
+    except NotFound:
+        raise NotCertified(f"{where}: certified file {key} is missing") from None
+    if (actual.sha256, actual.size) != (proof.sha256, proof.size):
+        raise NotCertified(
+            f"{where}: {key} changed since certification "
+            f"(sha256 {actual.sha256[:12]}… != certified {proof.sha256[:12]}…)"
+        )
+
+
+def verify_files(backend: Backend, resolved: ResolvedProduct) -> None:
+    """Re-hash every certified file; raise NotCertified on any difference from the proof."""
+    for key, proof in zip(resolved.keys, resolved.certification.proof, strict=True):
+        _proven(resolved, key, proof, backend.store.digest)
+
+
 def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = True) -> ResolvedProduct:
     pointer = backend.ledger.current(lane, output)
     if pointer is None:
@@ -93,19 +113,13 @@ def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = Tr
     if pointer.revoked:
         raise NotCertified(f"{lane}/{output}: certification of run {pointer.run_id} was revoked ({pointer.revoked})")
     certification = _certification(backend, pointer)
-    keys = [product_key(proof.uri) for proof in certification.proof]
+    resolved = ResolvedProduct(
+        pointer=pointer, certification=certification,
+        keys=[product_key(proof.uri) for proof in certification.proof],
+    )
     if verify_bytes:
-        for key, proof in zip(keys, certification.proof, strict=True):
-            try:
-                actual = backend.store.digest(key)
-            except NotFound:
-                raise NotCertified(f"{lane}/{output}: certified file {key} is missing") from None
-            if (actual.sha256, actual.size) != (proof.sha256, proof.size):
-                raise NotCertified(
-                    f"{lane}/{output}: {key} changed since certification "
-                    f"(sha256 {actual.sha256[:12]}… != certified {proof.sha256[:12]}…)"
-                )
-    return ResolvedProduct(pointer=pointer, certification=certification, keys=keys)
+        verify_files(backend, resolved)
+    return resolved
 
 
 def read_table(backend: Backend, lane: str, output: str, columns: list[str] | None = None) -> pa.Table:
@@ -118,15 +132,7 @@ def read_table(backend: Backend, lane: str, output: str, columns: list[str] | No
     with tempfile.TemporaryDirectory(prefix="lane-read-") as workdir:
         for key, proof in zip(resolved.keys, resolved.certification.proof, strict=True):
             local = Path(workdir) / Path(key).name
-            try:
-                copied = backend.store.fetch(key, local)
-            except NotFound:
-                raise NotCertified(f"{lane}/{output}: certified file {key} is missing") from None
-            if (copied.sha256, copied.size) != (proof.sha256, proof.size):
-                raise NotCertified(
-                    f"{lane}/{output}: {key} changed since certification "
-                    f"(sha256 {copied.sha256[:12]}… != certified {proof.sha256[:12]}…)"
-                )
+            _proven(resolved, key, proof, lambda stored: backend.store.fetch(stored, local))
             tables.append(pq.read_table(local, columns=columns))
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 

@@ -50,14 +50,17 @@ def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame])
     return result
 
 
-def _local_inputs(files: list[InputFile], workdir: Path) -> tuple[list[InputFile], list[InputDigest]]:
-    """S3 inputs are downloaded (hashed on the way); local ones are hashed in place."""
+def _local_inputs(
+    files: list[InputFile], fingerprinted: list[InputDigest], workdir: Path
+) -> tuple[list[InputFile], list[InputDigest]]:
+    """S3 inputs are downloaded (their SHA-256 taken on the way); local ones reuse the memo fingerprint's hash."""
+    hashed = {digest.uri: digest for group in fingerprinted for digest in group.files}
     local_files, by_name = [], {}
     for item in files:
         if item.local_path is None:
             item, digest = fetch_s3(item, workdir)
         else:
-            (digest,) = fingerprint([item])[0].files
+            digest = hashed[item.uri]
         local_files.append(item)
         by_name.setdefault((item.name, item.pattern), []).append(digest)
     return local_files, [InputDigest(name=n, pattern=p, files=d) for (n, p), d in by_name.items()]
@@ -91,8 +94,9 @@ def materialize(
 
         fingerprint_ = code_fingerprint(spec, output)
         files = resolve_inputs(spec, output)
-        key = memo_key(spec, output, fingerprint(files))
-        local_files, inputs = _local_inputs(files, workdir)
+        fingerprinted = fingerprint(files)
+        key = memo_key(spec, output, fingerprinted)
+        local_files, inputs = _local_inputs(files, fingerprinted, workdir)
         frame = _run_transform(spec, output, read_frames(local_files))
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from batchlane.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_backend_options, err, guarded, open_backend, out
-from batchlane.consume import _only_lane
+from batchlane.consume import owning_lane
 from batchlane.gate import NotCertified, read_table
 
 FORMATS = (".parquet", ".csv", ".jsonl")
@@ -32,7 +32,7 @@ def _read(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     backend = open_backend(args)
     try:
-        lane = args.lane or _only_lane(backend, args.output)
+        lane = args.lane or owning_lane(backend, args.output)
         table = read_table(backend, lane, args.output)
     except NotCertified as exc:
         err.print(f"[bold red]refused:[/] {exc}", highlight=False)

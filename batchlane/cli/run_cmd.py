@@ -157,8 +157,7 @@ def _execute(args: argparse.Namespace, backend, spec: LaneSpec, plan: RunPlan) -
 
 def _report(args: argparse.Namespace, result: RunResult) -> None:
     touched = {
-        name: {"rows": p.rows, "seconds": None if p.seconds is None else round(p.seconds, 3),
-               "rerun": True}
+        name: {"rows": p.rows, "seconds": None if p.seconds is None else round(p.seconds, 3)}
         for name, p in result.progress.items()
     }
     if args.json:

@@ -123,7 +123,7 @@ class S3ObjectStore:
                 size = response.pop("_size")
         return FileDigest(
             uri=self.uri(key), size=size, sha256=sha.hexdigest(),
-            version=response.get("VersionId") or str(response.get("ETag", "")).strip('"') or None,
+            version=response.get("VersionId"),  # only a version id pins bytes; an ETag does not
         )
 
     def _multipart(self, handle: Any, first: bytes, key: str, sha: Any) -> dict[str, Any]:
@@ -207,7 +207,7 @@ class S3ObjectStore:
             body.close()
         return FileDigest(
             uri=self.uri(key), size=size, sha256=sha.hexdigest(),
-            version=response.get("VersionId") or str(response.get("ETag", "")).strip('"') or None,
+            version=response.get("VersionId"),  # only a version id pins bytes; an ETag does not
         )
 
     def fetch(self, key: str, destination: Path) -> FileDigest:

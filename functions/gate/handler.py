@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled
+from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled, verify_files
 from batchlane.materialize import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
@@ -157,11 +157,6 @@ def close(event: dict) -> dict:
             "verdict": manifest.verdict, "digest": manifest.digest()}
 
 
-def _is_version_id(proof_version: str | None) -> bool:
-    """S3 returns a VersionId on versioned buckets; an unversioned upload leaves only the ETag (32 hex)."""
-    return bool(proof_version) and not (len(proof_version) == 32 and all(c in "0123456789abcdef" for c in proof_version))
-
-
 def resolve_output(event: dict) -> dict:
     """Presigned GET URLs for the certified files of an output, pinned to their S3 versions.
 
@@ -177,14 +172,13 @@ def resolve_output(event: dict) -> dict:
     try:
         resolved = resolve(backend, spec.lane, output, verify_bytes=False)
         proofs = resolved.certification.proof
-        if not all(_is_version_id(p.version) for p in proofs):
-            resolved = resolve(backend, spec.lane, output, verify_bytes=True)
+        if not all(proof.version for proof in proofs):
+            verify_files(backend, resolved)
     except NotCertified as exc:
         raise NotCertifiedError(str(exc)) from None
     files = []
     for key, proof in zip(resolved.keys, proofs, strict=True):
-        version = proof.version if _is_version_id(proof.version) else None
-        url = backend.store.presigned_get(key, version=version, expires_in=ttl)
+        url = backend.store.presigned_get(key, version=proof.version, expires_in=ttl)
         files.append({"key": key, "sha256": proof.sha256, "size": proof.size, "version": proof.version, "url": url})
     pointer = resolved.pointer
     return {"lane": spec.lane, "output": output, "run_id": pointer.run_id, "attempt": pointer.attempt,

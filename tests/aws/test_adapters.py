@@ -49,17 +49,23 @@ def test_large_files_upload_in_parts_write_once_with_one_streaming_hash(aws, tmp
         store.put_file_once(source, "staging/r1/clean/0001/part-0000.parquet")
 
 
+def _record_calls(client, method: str) -> list[dict]:
+    """Wrap a boto3 client method so each call's keyword arguments are recorded (the call still goes through)."""
+    calls: list[dict] = []
+    original = getattr(client, method)
+
+    def recording(**kwargs):
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    setattr(client, method, recording)
+    return calls
+
+
 def test_s3_write_once_is_enforced_by_s3_itself(aws):
     """put_once does no read-then-write: S3's If-None-Match: * decides (moto's check is not thread-atomic, S3's is)."""
     store = S3ObjectStore(BUCKET)
-    sent = []
-    original = store.s3.put_object
-
-    def spy(**kwargs):
-        sent.append(kwargs)
-        return original(**kwargs)
-
-    store.s3.put_object = spy
+    sent = _record_calls(store.s3, "put_object")
     store.put_once("receipts/r1/clean/0001-check.json", b"first")
     with pytest.raises(AlreadyExists):
         store.put_once("receipts/r1/clean/0001-check.json", b"second")
@@ -153,14 +159,7 @@ def test_backend_from_env_and_subprocess_env(aws, monkeypatch):
 def test_attempts_use_one_atomic_add(aws):
     """Concurrency is DynamoDB's job: next_attempt is a single UpdateItem ADD returning the new value."""
     ledger = DynamoLedger(TABLE)
-    calls = []
-    original = ledger.db.update_item
-
-    def spy(**kwargs):
-        calls.append(kwargs)
-        return original(**kwargs)
-
-    ledger.db.update_item = spy
+    calls = _record_calls(ledger.db, "update_item")
     assert [ledger.next_attempt("r1", "clean") for _ in range(2)] == [1, 2]
     assert all(call["UpdateExpression"] == "ADD attempts :one" and call["ReturnValues"] == "UPDATED_NEW"
                for call in calls) and len(calls) == 2
