@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from batchlane.receipts import (
     CheckReceipt,
     GateReceipt,
@@ -14,6 +16,7 @@ from batchlane.receipts import (
 from batchlane.stores.base import AlreadyExists, Backend, ReceiptRow
 
 AnyReceipt = MaterializeReceipt | CheckReceipt | GateReceipt
+_INDEX_PAUSES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, None)  # ~1.9 s at most
 
 
 class EvidenceError(RuntimeError):
@@ -50,11 +53,17 @@ def write_receipt(backend: Backend, receipt: AnyReceipt) -> str:
 def load_receipt(backend: Backend, run_id: str, output: str, attempt: int, kind: str) -> AnyReceipt | None:
     """The receipt, checked against its ledger digest; None when it was never written."""
     key = receipt_key(run_id, output, attempt, kind)
-    rows = [row for row in backend.ledger.receipts(run_id, output) if row.key == key]
-    if not rows:
-        if backend.store.exists(key):
+    # A receipt is stored, then indexed: a concurrent writer may be between the two. Give it a moment
+    # before calling an unindexed receipt a partial write or tampering.
+    for pause in _INDEX_PAUSES:
+        rows = [row for row in backend.ledger.receipts(run_id, output) if row.key == key]
+        if rows:
+            break
+        if not backend.store.exists(key):
+            return None
+        if pause is None:
             raise EvidenceError(f"{key} exists but is not in the ledger (partial write or tampering)")
-        return None
+        time.sleep(pause)
     data = backend.store.get(key)
     receipt = parse_receipt(data)
     if receipt.digest() != rows[0].digest:

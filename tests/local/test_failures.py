@@ -282,3 +282,34 @@ def test_begin_refuses_outputs_outside_the_run(tmp_path, backend):
         begin_output(backend, spec, plan.run_id, "other")
     with pytest.raises(PlanError, match="no run 'missing'"):
         plan_run(backend, spec, rerun_of="missing")
+
+
+def test_receipt_stored_but_not_yet_indexed_is_waited_for_then_refused(tmp_path, backend):
+    import threading
+
+    from batchlane.evidence import EvidenceError, load_receipt
+    from batchlane.receipts import receipt_key
+    from batchlane.stores.base import ReceiptRow
+
+    spec = load_spec(make_lane(tmp_path / "lane"))
+    plan = plan_run(backend, spec)
+    start = begin_output(backend, spec, plan.run_id, "items_clean")
+    first = materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+
+    # stored and never indexed (a crash between the two writes, or a planted file): refused
+    backend.store.put_once(receipt_key(plan.run_id, "items_clean", start.attempt, "check"), b"{}")
+    with pytest.raises(EvidenceError, match="exists but is not in the ledger"):
+        load_receipt(backend, plan.run_id, "items_clean", start.attempt, "check")
+
+    # stored now, indexed a moment later by its writer (the race concurrent gates hit): waited for
+    later = first.model_copy(update={"attempt": start.attempt + 1})
+    key = receipt_key(plan.run_id, "items_clean", later.attempt, "materialize")
+    backend.store.put_once(key, later.canonical())
+    row = ReceiptRow(plan.run_id, "items_clean", later.attempt, "materialize", key, later.digest(), later.status,
+                     later.created_at)
+    indexer = threading.Timer(0.15, backend.ledger.record_receipt, args=(row,))
+    indexer.start()
+    try:
+        assert load_receipt(backend, plan.run_id, "items_clean", later.attempt, "materialize") == later
+    finally:
+        indexer.join()
