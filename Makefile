@@ -6,14 +6,20 @@ STAMP := $(VENV)/.installed
 SPEC ?= examples/orders/lane.yaml
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup run test bench synth lint layer clean
+STACK_NAME ?=
+LOCKS := $(wildcard requirements/*.txt)
+
+.PHONY: setup run test bench synth lint image-check smoke clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# Python: requirements.txt (-r requirements/{dev,cdk,bench}.txt: exact pins by role). Node: package-lock.json
+# (the CDK CLI and @cloud-copilot/iam-simulate, which the IAM proof in tests/aws uses), installed with npm ci.
+$(STAMP): requirements.txt $(LOCKS) pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 ## run: the shipped example lane on the local embedded store (.lane/ or $LANE_HOME)
@@ -28,17 +34,21 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-## synth: CDK app to cdk.out/ offline (no credentials, no Docker); SPEC picks the lane
+## synth: CDK app to cdk.out/ offline (no credentials, no Docker); SPEC picks the lane, STACK_NAME a second copy
 synth: $(STAMP)
-	$(BIN)/python app.py -c spec=$(SPEC)
+	$(BIN)/python app.py -c spec=$(SPEC) $(if $(STACK_NAME),-c stack_name=$(STACK_NAME))
 
-## layer: Lambda dependency layer in build/layer (pip --platform manylinux2014_x86_64 --only-binary=:all:, Python 3.13; needs PyPI, not Docker)
-layer: $(STAMP)
-	$(BIN)/python -m stacks.build_layer --target build/layer
+## image-check: the runtime image's lock (requirements/image.txt) resolves as linux cp313 x86_64 wheels; prints sizes (needs PyPI, not Docker)
+image-check: $(STAMP)
+	$(BIN)/python scripts/image_check.py --lock requirements/image.txt --arch x86_64
+
+## smoke: scripts/smoke.sh against a local moto server (after `cdk deploy`, run scripts/smoke.sh with the stack's outputs instead)
+smoke: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/smoke.sh --moto
 
 ## lint: cfn-lint on the synthesized templates. Ignored: W3005 (CDK emits a DependsOn on a role next to a GetAtt of the same role; redundant, harmless)
 lint: synth
 	$(BIN)/cfn-lint cdk.out/*.template.json -i W3005
 
 clean:
-	rm -rf .lane cdk.out .pytest_cache build/layer
+	rm -rf .lane cdk.out .pytest_cache

@@ -27,8 +27,8 @@ if TYPE_CHECKING:  # aws_cdk starts a node (jsii) process on import: only once t
     from stacks.lane_stack import LaneStack
 
 # Context keys the app reads (cdk.json, `-c key=value`, or the CLI's CDK_CONTEXT_JSON).
-CONTEXT_KEYS = {"spec", "asl", "dockerfile", "layer_dir", "managed_layer_arns", "vpc_id", "subnet_ids", "schedule",
-                "landed_event_pattern", "object_lock_days", "object_lock_mode", "consumer_principal",
+CONTEXT_KEYS = {"spec", "asl", "dockerfile", "input_kms_key_arns", "runnable_timeout_minutes", "vpc_id",
+                "subnet_ids", "schedule", "landed_event_pattern", "object_lock_days", "object_lock_mode", "consumer_principal",
                 "alarm_topic_arn", "stack_name", "max_vcpus", "nat_gateways", "job_vcpu", "job_memory_mib",
                 "job_timeout_minutes", "log_retention_days"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from batchlane.stores.base import Backend
+from batchlane.stores.base import Backend, ObjectStore
 from batchlane.stores.local import JsonlEventLog, LocalObjectStore, SqliteLedger
 
 
@@ -40,6 +40,20 @@ def backend_from_env(name: str | None = None) -> Backend:
         from batchlane.stores.aws import aws_backend  # boto3 only when AWS is used
 
         return aws_backend(os.environ["LANE_BUCKET"], os.environ["LANE_TABLE"], os.environ["LANE_EVENT_BUS"])
+    raise BackendConfigError(f"unknown backend {name!r}: use local or aws")
+
+
+def store_from_env(name: str | None = None) -> ObjectStore:
+    """Only the object store: what the materializer job may touch (LANE_BUCKET on AWS, LANE_HOME locally)."""
+    name = name or os.environ.get("LANE_BACKEND", "local")
+    if name == "local":
+        return LocalObjectStore(lane_home())
+    if name == "aws":
+        if not os.environ.get("LANE_BUCKET"):
+            raise BackendConfigError("the materializer on backend aws needs LANE_BUCKET set")
+        from batchlane.stores.aws import S3ObjectStore
+
+        return S3ObjectStore(os.environ["LANE_BUCKET"], os.environ.get("LANE_PREFIX", ""))
     raise BackendConfigError(f"unknown backend {name!r}: use local or aws")
 
 

@@ -1,8 +1,9 @@
 """Certify a data product (one or more Parquet files) against its contract.
 
-``check_files`` streams only the columns the rules need, one row group at a time,
-settles what the Parquet footers state exactly without reading data, and hashes
-every file on a background thread while the scan runs. The outcome carries the
+``check_files`` decides every rule from the data: it streams only the columns the
+rules need, one row group at a time, cross-checks each file's footer against the
+data it reads (a footer contradicting its data FAILs), and hashes every file on a
+background thread while the scan runs. The outcome carries the
 verdict, one RuleResult per rule (expected, observed, failing sample) and the
 SHA-256/size/rows/schema of each file the verdict is about.
 
@@ -36,7 +37,7 @@ def check_files(
     uris: Sequence[str] | None = None,
     reference_values: Callable[[str, str], pa.Array] | None = None,
     now: dt.datetime | None = None,
-    _use_statistics: bool = True,
+    _footer_hints: bool = True,
 ) -> CheckOutcome:
     """Check the files of one product against ``contract``.
 
@@ -44,11 +45,12 @@ def check_files(
     resolves ``references`` rules: (output, column) -> the referenced values, raising
     ReferenceUnavailable when that product is not certified. ``now`` is the instant
     freshness (max_age) is judged at (default: the current time; naive means UTC).
-    ``_use_statistics=False`` forces a full scan instead of trusting footer statistics
-    (tests use it to prove both paths agree). Raises CheckError for a file that
-    cannot be read at all; every rule violation is a FAIL verdict, never an exception.
+    Footer statistics never decide a rule; ``_footer_hints=False`` also stops them from
+    choosing algorithms (tests use it to prove hints never change a result). Raises
+    CheckError for a file that cannot be read at all; every rule violation is a FAIL
+    verdict, never an exception.
     """
     from batchlane.checking.engine import run_check
 
     return run_check(paths, contract, uris=uris, reference_values=reference_values, now=now,
-                     use_statistics=_use_statistics)
+                     footer_hints=_footer_hints)

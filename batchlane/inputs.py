@@ -77,8 +77,11 @@ def _resolve_s3(pattern: str) -> list[str]:
         return [pattern]
     prefix = key.split("*")[0].split("?")[0].split("[")[0]
     keys = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [item["Key"] for item in page.get("Contents", [])]
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+    except Exception as exc:  # botocore ClientError/NoCredentialsError: name the pattern and the AWS error
+        raise InputError(f"{pattern}: cannot list s3://{bucket}/{prefix}: {exc}") from None
     import fnmatch
 
     return [f"s3://{bucket}/{k}" for k in sorted(keys) if fnmatch.fnmatchcase(k, key)]
@@ -101,16 +104,35 @@ def _digest(item: InputFile) -> FileDigest:
                 size += len(chunk)
         return FileDigest(uri=item.uri, size=size, sha256=digest.hexdigest())
     bucket, key = _split_s3(item.uri)
-    head = _s3_client().head_object(Bucket=bucket, Key=key)
-    version = head.get("VersionId") or head["ETag"].strip('"')
+    try:
+        head = _s3_client().head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # botocore ClientError/NoCredentialsError: name the input and the AWS error
+        raise InputError(f"input {item.name!r} ({item.uri}): cannot be read from S3: {exc}") from None
+    version = _s3_version(head)
     checksum = head.get("ChecksumSHA256") or hashlib.sha256(f"{item.uri}@{version}".encode()).hexdigest()
     return FileDigest(uri=item.uri, size=head["ContentLength"], sha256=checksum, version=version)
 
 
-def fetch_s3(item: InputFile, workdir: Path) -> tuple[InputFile, FileDigest]:
-    """Download an s3:// input, hashing while downloading; the receipt then holds its real SHA-256."""
+def _s3_version(response: dict) -> str:
+    """A version id pins bytes on a versioned bucket; elsewhere the ETag, marked as such (``etag:...``)."""
+    version = response.get("VersionId")
+    if version and version != "null":
+        return str(version)
+    return "etag:" + str(response.get("ETag", "")).strip('"')
+
+
+def fetch_s3(item: InputFile, workdir: Path, *, version: str | None = None) -> tuple[InputFile, FileDigest]:
+    """Download an s3:// input (at a pinned version id when given), hashing while downloading."""
     bucket, key = _split_s3(item.uri)
-    body = _s3_client().get_object(Bucket=bucket, Key=key)
+    request = {"Bucket": bucket, "Key": key}
+    if version and version.startswith("etag:"):
+        request["IfMatch"] = '"' + version.removeprefix("etag:") + '"'
+    elif version:
+        request["VersionId"] = version
+    try:
+        body = _s3_client().get_object(**request)
+    except Exception as exc:  # botocore ClientError/NoCredentialsError: name the input and the AWS error
+        raise InputError(f"input {item.name!r} ({item.uri}): cannot be read from S3: {exc}") from None
     target = Path(tempfile.mkstemp(dir=workdir, suffix=item.suffix)[1])
     digest, size = hashlib.sha256(), 0
     with open(target, "wb") as handle:
@@ -118,9 +140,46 @@ def fetch_s3(item: InputFile, workdir: Path) -> tuple[InputFile, FileDigest]:
             digest.update(chunk)
             handle.write(chunk)
             size += len(chunk)
-    version = body.get("VersionId") or body.get("ETag", "").strip('"') or None
+    version = _s3_version(body)
     local = InputFile(item.name, item.pattern, item.uri, target)
     return local, FileDigest(uri=item.uri, size=size, sha256=digest.hexdigest(), version=version)
+
+
+def _local_path(uri: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path))
+
+
+def read_pinned(pinned: list[InputDigest], workdir: Path) -> tuple[dict[str, pd.DataFrame], list[InputDigest]]:
+    """Read exactly the input files an attempt pinned when it began, refusing any whose bytes changed.
+
+    Local files are hashed and compared with their pinned SHA-256; S3 objects are fetched at their pinned
+    version (hashed while downloading). Returns the frames by input name and the digests as read.
+    """
+    files: list[InputFile] = []
+    read: list[InputDigest] = []
+    for group in pinned:
+        digests = []
+        for expected in group.files:
+            where = f"input {group.name!r} ({expected.uri})"
+            if expected.uri.startswith("s3://"):
+                item, actual = fetch_s3(InputFile(group.name, group.pattern, expected.uri, None), workdir,
+                                        version=expected.version)
+                same = actual.size == expected.size and (expected.version is None or actual.version == expected.version)
+            else:
+                item = InputFile(group.name, group.pattern, expected.uri, _local_path(expected.uri))
+                try:
+                    actual = _digest(item)
+                except OSError as exc:
+                    raise InputError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+                same = (actual.size, actual.sha256) == (expected.size, expected.sha256)
+            if not same:
+                raise InputError(f"{where}: changed after the attempt began (its pinned digest no longer matches)")
+            files.append(item)
+            digests.append(actual)
+        read.append(InputDigest(name=group.name, pattern=group.pattern, files=digests))
+    return read_frames(files), read
 
 
 def read_frame(item: InputFile) -> pd.DataFrame:

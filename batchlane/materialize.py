@@ -1,26 +1,42 @@
-"""The one-shot materializer: read inputs -> transform -> write Parquet -> write-once receipt.
+"""The one-shot materializer job: pinned inputs -> transform -> Parquet + report, in its staging prefix only.
 
 Runs as a subprocess locally and as the AWS Batch job's command:
     python -m batchlane.materialize --spec lane.yaml --run-id R --output O --attempt N
-Exit code 0 when the product was written, 1 when the attempt failed (its receipt says why).
+
+The job runs user code over untrusted input, so it is not trusted: it reads the inputs the attempt pinned
+when it began (and refuses any whose bytes changed), and writes only ``staging/R/O/NNNN/``: the product
+files and ``report.json``. It writes no receipt, no ledger row and no event; trusted code
+(``batchlane.recording``) re-hashes what it reports before anything is recorded.
+Exit code 0 when the product was written, 1 when the attempt failed (its report says why), 2 on bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import ctypes
+import os
+import signal
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batchlane.evidence import chain_head, load_receipt, write_once_or_existing
-from batchlane.inputs import InputError, InputFile, fetch_s3, fingerprint, read_frames, resolve_inputs
-from batchlane.plan import memo_key
-from batchlane.receipts import FileDigest, InputDigest, MaterializeReceipt, Trigger, staging_prefix, utcnow
+from batchlane.inputs import InputError, read_pinned
+from batchlane.receipts import (
+    BeginReceipt,
+    MaterializeReport,
+    ReportedFile,
+    parse_receipt,
+    receipt_key,
+    report_key,
+    staging_prefix,
+    utcnow,
+)
 from batchlane.spec import LaneSpec, SpecError, load_spec
-from batchlane.stores.base import Backend
+from batchlane.stores.base import AlreadyExists, NotFound, ObjectStore
 from batchlane.transforms import TransformError, code_fingerprint, load_transform
+from batchlane.writepoints import write_point
 
 if TYPE_CHECKING:  # data libraries load in the job, not in the runner that only records crashes
     import pandas as pd
@@ -50,100 +66,91 @@ def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame])
     return result
 
 
-def _local_inputs(
-    files: list[InputFile], fingerprinted: list[InputDigest], workdir: Path
-) -> tuple[list[InputFile], list[InputDigest]]:
-    """S3 inputs are downloaded (their SHA-256 taken on the way); local ones reuse the memo fingerprint's hash."""
-    hashed = {digest.uri: digest for group in fingerprinted for digest in group.files}
-    local_files, by_name = [], {}
-    for item in files:
-        if item.local_path is None:
-            item, digest = fetch_s3(item, workdir)
-        else:
-            digest = hashed[item.uri]
-        local_files.append(item)
-        by_name.setdefault((item.name, item.pattern), []).append(digest)
-    return local_files, [InputDigest(name=n, pattern=p, files=d) for (n, p), d in by_name.items()]
-
-
-def _write_product(backend: Backend, table: pa.Table, key: str, workdir: Path) -> FileDigest:
+def _write_product(store: ObjectStore, table: pa.Table, key: str, workdir: Path) -> ReportedFile:
     import pyarrow.parquet as pq
 
-    staging_file = getattr(backend.store, "staging_file", None)
+    staging_file = getattr(store, "staging_file", None)
     path = staging_file(".parquet") if staging_file else workdir / PRODUCT_FILE
-    pq.write_table(table, path, compression="snappy", row_group_size=1_000_000)
-    stored = backend.store.put_file_once(path, key)
-    schema = {field.name: str(field.type) for field in table.schema}
-    return stored.model_copy(update={"rows": table.num_rows, "schema_": schema})
+    try:
+        pq.write_table(table, path, compression="snappy", row_group_size=1_000_000)
+        write_point("job.product")
+        store.put_file_once(path, key)
+    finally:
+        Path(path).unlink(missing_ok=True)
+    return ReportedFile(name=key.rsplit("/", 1)[1], rows=table.num_rows,
+                        schema={field.name: str(field.type) for field in table.schema})
+
+
+def _begin_receipt(store: ObjectStore, run_id: str, output: str, attempt: int) -> BeginReceipt:
+    try:
+        receipt = parse_receipt(store.get(receipt_key(run_id, output, attempt, "begin")))
+    except NotFound:
+        raise MaterializeError("the attempt has no begin receipt: it was not started by the gate") from None
+    if not isinstance(receipt, BeginReceipt):
+        raise MaterializeError("the begin receipt of the attempt is not a begin receipt")
+    return receipt
 
 
 def materialize(
-    backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int, *, job_id: str, trigger: Trigger = "cli"
-) -> MaterializeReceipt:
-    existing = load_receipt(backend, run_id, output, attempt, "materialize")
-    if existing is not None:  # a duplicate job delivery: the first attempt's evidence stands
-        assert isinstance(existing, MaterializeReceipt)
-        return existing
+    store: ObjectStore, spec: LaneSpec, run_id: str, output: str, attempt: int, *, job_id: str
+) -> MaterializeReport:
+    """Run the attempt's transform over its pinned inputs; write the product and the report to staging."""
     started = utcnow()
-    inputs: list[InputDigest] = []
-    outputs: list[FileDigest] = []
-    error, key, fingerprint_ = None, "", ""
+    files: list[ReportedFile] = []
+    error, fingerprint_, inputs = None, "", []
     workdir = Path(tempfile.mkdtemp(prefix="lane-materialize-"))
     try:
         import pyarrow as pa
 
+        begun = _begin_receipt(store, run_id, output, attempt)
         fingerprint_ = code_fingerprint(spec, output)
-        files = resolve_inputs(spec, output)
-        fingerprinted = fingerprint(files)
-        key = memo_key(spec, output, fingerprinted)
-        local_files, inputs = _local_inputs(files, fingerprinted, workdir)
-        frame = _run_transform(spec, output, read_frames(local_files))
+        if fingerprint_ != begun.code_fingerprint:
+            raise MaterializeError("the lane's code changed after the attempt began (code fingerprint differs)")
+        frames, inputs = read_pinned(begun.inputs, workdir)
+        frame = _run_transform(spec, output, frames)
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise MaterializeError(f"result cannot be written as Parquet: {exc}") from exc
-        outputs = [_write_product(backend, table, staging_prefix(run_id, output, attempt) + PRODUCT_FILE, workdir)]
+        files = [_write_product(store, table, staging_prefix(run_id, output, attempt) + PRODUCT_FILE, workdir)]
     except (InputError, TransformError, MaterializeError) as exc:
         error = str(exc)
-    except Exception as exc:  # fail closed: any crash becomes a failed receipt naming the cause
+        if isinstance(exc, TransformError) and exc.__cause__ is not None:
+            error += "\n" + "".join(traceback.format_exception(exc.__cause__)).rstrip()
+    except Exception as exc:  # fail closed: any crash becomes a failed report naming the cause
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        import shutil
+
         shutil.rmtree(workdir, ignore_errors=True)
-    receipt = MaterializeReceipt(
-        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=chain_head(backend, run_id, output),
-        job_id=job_id, trigger=trigger, status="failed" if error else "succeeded", inputs=inputs, outputs=outputs,
-        code_fingerprint=fingerprint_, spec_digest=spec.output_digest(output), memo_key=key or "unavailable",
-        started_at=started, finished_at=utcnow(),
-        error=f"output {output}, run {run_id}, attempt {attempt}: {error}" if error else None,
+    report = MaterializeReport(
+        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id=job_id,
+        status="failed" if error else "succeeded", files=[] if error else files, inputs=inputs,
+        code_fingerprint=fingerprint_, started_at=started, finished_at=utcnow(), error=error,
     )
-    stored = write_once_or_existing(backend, receipt)
-    assert isinstance(stored, MaterializeReceipt)
-    return stored
+    write_point("job.report")
+    try:
+        store.put_once(report_key(run_id, output, attempt), report.canonical())
+    except AlreadyExists:  # a duplicate delivery of the same job: the first report stands
+        return MaterializeReport.model_validate_json(store.get(report_key(run_id, output, attempt)))
+    return report
 
 
-def record_crash(
-    backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int, *, job_id: str, error: str,
-    trigger: Trigger = "cli",
-) -> MaterializeReceipt:
-    """The job died without leaving a receipt (killed, timed out, non-zero exit): record a failed attempt."""
-    existing = load_receipt(backend, run_id, output, attempt, "materialize")
-    if existing is not None:
-        assert isinstance(existing, MaterializeReceipt)
-        return existing
-    now = utcnow()
-    receipt = MaterializeReceipt(
-        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=chain_head(backend, run_id, output),
-        job_id=job_id, trigger=trigger, status="failed", code_fingerprint="unknown",
-        spec_digest=spec.output_digest(output), memo_key="unavailable", started_at=now, finished_at=now,
-        error=f"output {output}, run {run_id}, attempt {attempt}: job {job_id} ended without a receipt: {error}",
-    )
-    stored = write_once_or_existing(backend, receipt)
-    assert isinstance(stored, MaterializeReceipt)
-    return stored
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: the job gets SIGKILL when the runner that started it dies (kill -9 included)."""
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the runner died before the line above took effect
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from batchlane.backends import BackendConfigError, backend_from_env
+    from batchlane.backends import BackendConfigError, store_from_env
 
     parser = argparse.ArgumentParser(prog="python -m batchlane.materialize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,22 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--attempt", required=True, type=int)
-    parser.add_argument("--job-id", default="local", help="Batch job id or local process id, for the receipt")
-    parser.add_argument("--trigger", default="cli")
+    parser.add_argument("--job-id", default="local", help="Batch job id or local process id, for the report")
+    parser.add_argument("--parent-pid", type=int, default=None, help="local runner: die with this process")
+    parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)  # accepted for older definitions
     args = parser.parse_args(argv)
+    _die_with_parent(args.parent_pid)
     try:
         spec = load_spec(args.spec)
         if args.output not in spec.outputs:
             raise SpecError(f"lane {spec.lane!r} has no output {args.output!r}")
-        backend = backend_from_env()
+        store = store_from_env()
     except (SpecError, BackendConfigError) as exc:
         print(f"materialize: {exc}", file=sys.stderr)
         return 2
-    receipt = materialize(backend, spec, args.run_id, args.output, args.attempt, job_id=args.job_id,
-                          trigger=args.trigger)
-    if receipt.error:
-        print(receipt.error, file=sys.stderr)
-    return 0 if receipt.status == "succeeded" else 1
+    report = materialize(store, spec, args.run_id, args.output, args.attempt, job_id=args.job_id)
+    if report.error:
+        print(report.error.splitlines()[0], file=sys.stderr)
+    return 0 if report.status == "succeeded" else 1
 
 
 if __name__ == "__main__":

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from batchlane.evidence import chain_head, write_once_or_existing
+from batchlane.certification import memo_hit, publish_pending
+from batchlane.closing import close_run, repair_run
+from batchlane.evidence import write_once_or_existing
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
-from batchlane.receipts import InputDigest, MaterializeReceipt, Trigger, utcnow
+from batchlane.receipts import BeginReceipt, InputDigest, MaterializeReceipt, Trigger, utcnow
 from batchlane.spec import LaneSpec
 from batchlane.state import SETTLED, run_closures
 from batchlane.stores.base import Backend, RunRecord
 from batchlane.transforms import TransformError, code_fingerprint
+from batchlane.writepoints import write_point
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,79}$")
 
 
 class PlanError(ValueError):
@@ -35,9 +41,10 @@ class OutputStart(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     output: str
     attempt: int
-    action: Literal["materialize", "memoized"]
+    action: Literal["materialize", "memoized", "failed"]
     memo_key: str
     memoized_from: str | None = None
+    error: str | None = None
 
 
 def new_run_id() -> str:
@@ -73,6 +80,7 @@ def plan_run(
             raise PlanError(f"no run {rerun_of!r} in the {backend.name} store")
         if run.lane != spec.lane:
             raise PlanError(f"run {rerun_of!r} belongs to lane {run.lane!r}, not {spec.lane!r}")
+        repair_run(backend, spec, rerun_of)  # finish what a crash interrupted before choosing what to rerun
         if outputs:
             outside = [name for name in outputs if name not in run.outputs]
             if outside:
@@ -83,6 +91,9 @@ def plan_run(
             selected = [name for name, closure in closures.items() if closure.state not in SETTLED]
         return RunPlan(run_id=rerun_of, lane=spec.lane, outputs=_ordered(spec, selected), trigger=trigger)
     selected = _ordered(spec, outputs or list(spec.outputs))
+    if run_id is not None and not RUN_ID_PATTERN.match(run_id):
+        raise PlanError(f"run id {run_id!r} must be 1-80 letters, digits, '-' or '_' (starting with a letter or digit)")
+    write_point("run.create")
     record = backend.ledger.create_run(
         RunRecord(
             run_id=run_id or new_run_id(), lane=spec.lane, trigger=trigger, started_at=utcnow(),
@@ -92,14 +103,33 @@ def plan_run(
     )
     if record.lane != spec.lane:
         raise PlanError(f"run id {record.run_id!r} is already used by lane {record.lane!r}")
+    repair_interrupted_runs(backend, spec, exclude=record.run_id)
     return RunPlan(run_id=record.run_id, lane=spec.lane, outputs=list(record.outputs), trigger=trigger)
 
 
-def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest]) -> str:
+def repair_interrupted_runs(backend: Backend, spec: LaneSpec, *, exclude: str, recent: int = 3) -> None:
+    """Before a new run: finish and close the lane's recent runs that a crash left unclosed, and re-send
+    events an earlier publish lost, so status and the outbox tell the truth without any --force."""
+    for run in backend.ledger.list_runs(spec.lane, limit=recent + 1):
+        if run.run_id != exclude and run_has_pending(backend, run.run_id) and repair_run(backend, spec, run.run_id):
+            close_run(backend, spec, run.run_id)
+    publish_pending(backend)
+
+
+def run_has_pending(backend: Backend, run_id: str) -> bool:
+    """A run whose evidence may need repair: never closed, or closed with a FAIL."""
+    rows = backend.ledger.receipts(run_id)
+    manifests = sorted((row for row in rows if row.kind == "manifest"), key=lambda row: row.attempt)
+    if not manifests:
+        return True
+    return manifests[-1].status != "PASS"
+
+
+def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest], code: str | None = None) -> str:
     """Same inputs (by content), same output spec, same code: same product."""
     body = {
         "spec": spec.output_digest(output),
-        "code": code_fingerprint(spec, output),
+        "code": code if code is not None else code_fingerprint(spec, output),
         "inputs": sorted(
             [digest.name, [[item.size, item.sha256, item.version] for item in digest.files]] for digest in input_digests
         ),
@@ -110,29 +140,44 @@ def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest]) -> s
 def begin_output(
     backend: Backend, spec: LaneSpec, run_id: str, output: str, *, force: bool = False, trigger: Trigger = "cli"
 ) -> OutputStart:
-    """Allocate a new attempt; skip it (memoized) when a live certification has the same memo key."""
+    """Allocate a new attempt and pin what it reads (trusted); skip it when a live certification with the
+    same memo key still proves its bytes (memoized)."""
     _check_outputs(spec, [output])
     run = backend.ledger.get_run(run_id)
     if run is None:
         raise PlanError(f"no run {run_id!r}: plan it first")
     if output not in run.outputs:
         raise PlanError(f"run {run_id!r} does not include {output!r}; start a new run for it")
+    write_point("attempt.allocate")
     attempt = backend.ledger.next_attempt(run_id, output)
     started = utcnow()
     try:
+        fingerprint_ = code_fingerprint(spec, output)
         digests = fingerprint(resolve_inputs(spec, output))
-        key = memo_key(spec, output, digests)
+        key = memo_key(spec, output, digests, fingerprint_)
     except (InputError, TransformError) as exc:
-        # The job will fail with the same clear error and leave its receipt; nothing to memoize.
-        return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=f"unavailable: {exc}")
-    pointer = None if force else backend.ledger.find_memo(spec.lane, output, key)
+        # Nothing can run: the attempt fails here, with the reason, before any job starts.
+        receipt = MaterializeReceipt(
+            lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id="none", trigger=trigger,
+            status="failed", code_fingerprint="unknown", spec_digest=spec.output_digest(output),
+            memo_key="unavailable", started_at=started, finished_at=utcnow(),
+            error=f"output {output}, run {run_id}, attempt {attempt}: {exc}",
+        )
+        write_once_or_existing(backend, receipt)
+        return OutputStart(output=output, attempt=attempt, action="failed", memo_key="unavailable",
+                           error=receipt.error)
+    pointer, note = (None, None) if force else memo_hit(backend, spec.lane, output, key)
     if pointer is None:
+        begun = BeginReceipt(lane=spec.lane, run_id=run_id, output=output, attempt=attempt, trigger=trigger,
+                             inputs=digests, code_fingerprint=fingerprint_, spec_digest=spec.output_digest(output),
+                             memo_key=key, memo_note=note)
+        write_once_or_existing(backend, begun)
         return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=key)
     receipt = MaterializeReceipt(
-        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=chain_head(backend, run_id, output),
-        job_id="memoized", trigger=trigger, status="memoized", inputs=digests, outputs=[],
-        code_fingerprint=code_fingerprint(spec, output), spec_digest=spec.output_digest(output), memo_key=key,
-        memoized_from=pointer.key, started_at=started, finished_at=utcnow(),
+        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id="memoized", trigger=trigger,
+        status="memoized", inputs=digests, outputs=[], code_fingerprint=fingerprint_,
+        spec_digest=spec.output_digest(output), memo_key=key, memoized_from=pointer.key,
+        memoized_digest=pointer.digest, started_at=started, finished_at=utcnow(),
     )
     write_once_or_existing(backend, receipt)
     return OutputStart(output=output, attempt=attempt, action="memoized", memo_key=key, memoized_from=pointer.key)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 Trigger = Literal["cli", "console", "eventbridge", "rerun", "api"]
 Verdict = Literal["PASS", "FAIL"]
 MaterializeStatus = Literal["succeeded", "failed", "memoized"]
-OutputState = Literal["certified", "rejected", "failed", "memoized", "pending"]
+OutputState = Literal["certified", "rejected", "failed", "memoized", "pending", "blocked"]
 
 
 def utcnow() -> datetime:
@@ -86,6 +86,54 @@ class _Receipt(_Model):
         return sha256_bytes(self.canonical())
 
 
+class BeginReceipt(_Receipt):
+    """Trusted: an attempt begins. Pins the inputs (and code) the job must read, before any user code runs."""
+
+    kind: Literal["begin"] = "begin"
+    trigger: Trigger = "cli"
+    inputs: list[InputDigest] = Field(default_factory=list)
+    code_fingerprint: str
+    spec_digest: str
+    memo_key: str
+    memo_note: str | None = Field(default=None, description="why a certification with this memo key was not reused")
+
+
+class ReportedFile(_Model):
+    """A product file as the (untrusted) job reports it; trusted code hashes it before recording."""
+
+    name: str = Field(pattern=r"^part-[0-9]{4,6}\.parquet$")
+    rows: int | None = None
+    schema_: dict[str, str] | None = Field(default=None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+
+class MaterializeReport(_Model):
+    """What the materializer job writes next to its product files (``staging/RUN/OUTPUT/NNNN/report.json``).
+
+    The job runs user code over untrusted input, so nothing here is trusted: the recorder re-hashes every
+    file, compares the inputs with the ones pinned when the attempt began, and only then writes a receipt.
+    """
+
+    kind: Literal["report"] = "report"
+    lane: str
+    run_id: str
+    output: str
+    attempt: int = Field(ge=1)
+    job_id: str
+    status: Literal["succeeded", "failed"]
+    files: list[ReportedFile] = Field(default_factory=list)
+    inputs: list[InputDigest] = Field(default_factory=list)
+    code_fingerprint: str = ""
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+    diagnostics: str | None = Field(default=None, description="key of the job's captured traceback and output")
+
+    def canonical(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json", by_alias=True))
+
+
 class MaterializeReceipt(_Receipt):
     kind: Literal["materialize"] = "materialize"
     job_id: str
@@ -97,6 +145,8 @@ class MaterializeReceipt(_Receipt):
     spec_digest: str
     memo_key: str
     memoized_from: str | None = Field(default=None, description="certification key reused when memoized")
+    memoized_digest: str | None = Field(default=None, description="digest of the certification reused")
+    diagnostics: str | None = Field(default=None, description="key of the job's captured traceback and output")
     started_at: datetime
     finished_at: datetime
     error: str | None = None
@@ -129,7 +179,28 @@ class GateReceipt(_Receipt):
     reason: str | None = None
 
 
-Receipt = Annotated[MaterializeReceipt | CheckReceipt | GateReceipt, Field(discriminator="kind")]
+class RevokeReceipt(_Model):
+    """A certification withdrawn: who/why/when, bound to the exact certification it revokes. Write-once."""
+
+    kind: Literal["revoke"] = "revoke"
+    lane: str
+    output: str
+    run_id: str
+    attempt: int
+    certification: str = Field(description="key of the gate receipt revoked")
+    certification_digest: str
+    order: str = Field(description="the revoked certification's order")
+    reason: str = Field(min_length=1)
+    revoked_at: datetime = Field(default_factory=utcnow)
+
+    def canonical(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json", by_alias=True))
+
+    def digest(self) -> str:
+        return sha256_bytes(self.canonical())
+
+
+Receipt = Annotated[BeginReceipt | MaterializeReceipt | CheckReceipt | GateReceipt, Field(discriminator="kind")]
 _RECEIPT = TypeAdapter(Receipt)
 
 
@@ -162,7 +233,11 @@ class RunManifest(_Model):
         return sha256_bytes(self.canonical())
 
 
-def parse_receipt(data: bytes) -> MaterializeReceipt | CheckReceipt | GateReceipt:
+AnyReceipt = BeginReceipt | MaterializeReceipt | CheckReceipt | GateReceipt
+KIND_ORDER = {"begin": 0, "materialize": 1, "check": 2, "gate": 3, "manifest": 4}
+
+
+def parse_receipt(data: bytes) -> AnyReceipt:
     return _RECEIPT.validate_json(data)
 
 
@@ -173,7 +248,7 @@ def parse_manifest(data: bytes) -> RunManifest:
 class LaneEvent(_Model):
     """What goes on the bus / the local event log. Detail carries what a consumer needs to verify."""
 
-    type: Literal["DataProductCertified", "DataProductRejected", "RunClosed"]
+    type: Literal["DataProductCertified", "DataProductRejected", "DataProductRevoked", "DataProductBlocked", "RunClosed"]
     lane: str
     run_id: str
     output: str | None = None
@@ -185,6 +260,13 @@ class LaneEvent(_Model):
     verdict: Verdict | None = None
     failing_rules: list[str] = Field(default_factory=list)
     outputs: dict[str, OutputState] | None = None
+    consumers: list[str] = Field(default_factory=list, description="consumers the spec declares for this output")
+    order: str | None = Field(default=None, description="sortable certification order: newer versions sort higher")
+    reason: str | None = Field(default=None, description="why: revocation reason, rejection or blocking cause")
+
+    def envelope(self) -> dict[str, Any]:
+        """The one wire shape, on every bus: the stable id (consumers dedupe on it) plus the event."""
+        return {"id": self.event_id(), **self.model_dump(mode="json")}
 
     def event_id(self) -> str:
         """Stable id: re-publishing the same event yields the same id (consumers dedupe on it)."""
@@ -204,9 +286,20 @@ def staging_prefix(run_id: str, output: str, attempt: int) -> str:
     return f"staging/{run_id}/{output}/{attempt:04d}/"
 
 
+def report_key(run_id: str, output: str, attempt: int) -> str:
+    return staging_prefix(run_id, output, attempt) + "report.json"
+
+
+def revoke_key(lane: str, output: str, certification_run: str, certification_attempt: int) -> str:
+    """One revocation per certification (write-once: a second revoke cannot rewrite the first's reason)."""
+    return f"receipts/_revocations/{lane}/{output}/{certification_run}-{certification_attempt:04d}.json"
+
+
 def product_key(uri: str) -> str:
     """Object key of a staged product from the URI a receipt holds (file:// or s3://)."""
-    marker = "/staging/"
-    if marker not in uri:
+    # staging/RUN/OUTPUT/NNNN/FILE: exactly the last five segments. The store root itself may contain
+    # "staging" (LANE_HOME=/data/staging/lane), and so may a run id, so no search for a marker.
+    parts = uri.split("/")
+    if len(parts) < 6 or parts[-5] != "staging":
         raise ValueError(f"{uri} is not a staged product")
-    return "staging/" + uri.split(marker, 1)[1]
+    return "/".join(parts[-5:])

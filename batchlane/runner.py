@@ -2,13 +2,20 @@
 
 Bounded parallelism; an output that references another waits for it; the run is closed
 with a RunManifest whatever happened, so the evidence always says how it ended.
+
+Jobs die with the runner: each job gets SIGKILL when the runner dies (``PR_SET_PDEATHSIG``), and SIGTERM
+or Ctrl-C of the runner stops its jobs, records those attempts as failed ("interrupted"), starts nothing
+new and closes the run. While it works on an output the runner holds that output's lease
+(``batchlane.joblocks``), shared with the job, so repair can tell a dead attempt from a running one.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -16,8 +23,9 @@ from dataclasses import dataclass, field
 
 from batchlane.backends import backend_env
 from batchlane.gate import check, close_run, decide
-from batchlane.materialize import record_crash
+from batchlane.joblocks import output_lease
 from batchlane.plan import RunPlan, begin_output
+from batchlane.recording import record_crash
 from batchlane.receipts import CheckReceipt, RunManifest
 from batchlane.spec import LaneSpec
 from batchlane.stores.base import Backend
@@ -41,9 +49,11 @@ class RunResult:
     manifest: RunManifest
     progress: dict[str, OutputProgress]
 
+    interrupted: str | None = None   # the signal that stopped the run early (SIGTERM, SIGINT)
+
     @property
     def ok(self) -> bool:
-        return self.manifest.verdict == "PASS"
+        return self.manifest.verdict == "PASS" and self.interrupted is None
 
 
 class LocalRunner:
@@ -55,42 +65,63 @@ class LocalRunner:
         self.jobs = max(1, jobs or os.cpu_count() or 1)
         self.job_timeout = job_timeout
         self.on_update = on_update or (lambda progress: None)
+        self.interrupted: str | None = None
+        self._children: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
 
     def _update(self, progress: OutputProgress, **changes) -> None:
         for name, value in changes.items():
             setattr(progress, name, value)
         self.on_update(progress)
 
-    def _materialize_job(self, plan: RunPlan, output: str, attempt: int) -> None:
-        command = [sys.executable, "-m", "batchlane.materialize", "--spec", str(self.spec.source_path),
-                   "--run-id", plan.run_id, "--output", output, "--attempt", str(attempt),
-                   "--trigger", plan.trigger]
+    def _materialize_job(self, plan: RunPlan, output: str, attempt: int, lease: int | None) -> None:
         job_id = f"local-{plan.run_id}-{output}-{attempt}"
+        command = [sys.executable, "-m", "batchlane.materialize", "--spec", str(self.spec.source_path),
+                   "--run-id", plan.run_id, "--output", output, "--attempt", str(attempt), "--job-id", job_id,
+                   "--parent-pid", str(os.getpid())]
         env = {**os.environ, **backend_env(self.backend)}
-        try:
-            finished = subprocess.run([*command, "--job-id", job_id], env=env, capture_output=True, text=True,
-                                      timeout=self.job_timeout, check=False)
-            code, detail = finished.returncode, (finished.stderr.strip().splitlines() or [""])[-1]
-        except subprocess.TimeoutExpired:
-            code, detail = -1, f"timed out after {self.job_timeout}s"
-        if code != 0:  # no-op when the job left its own failed receipt
+        with self._lock:
+            if self.interrupted:
+                code, detail = -1, f"interrupted by {self.interrupted} before the job started"
+                process = None
+            else:
+                process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                           text=True, pass_fds=(lease,) if lease is not None else ())
+                self._children.add(process)
+        if process is not None:
+            try:
+                _, stderr = process.communicate(timeout=self.job_timeout)
+                code, detail = process.returncode, (stderr.strip().splitlines() or [""])[-1]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                code, detail = -1, f"timed out after {self.job_timeout}s"
+            finally:
+                with self._lock:
+                    self._children.discard(process)
+            if self.interrupted and code != 0:
+                detail = f"interrupted by {self.interrupted}"
+        if code != 0:  # no-op when the job left its own failed report: that reason is recorded instead
             record_crash(self.backend, self.spec, plan.run_id, output, attempt, job_id=job_id,
                          error=f"exit code {code}: {detail}", trigger=plan.trigger)
 
     def _one(self, plan: RunPlan, progress: OutputProgress) -> None:
         output = progress.output
         self._update(progress, phase="planning", started=time.perf_counter())
-        start = begin_output(self.backend, self.spec, plan.run_id, output, force=self.force, trigger=plan.trigger)
-        if start.action == "memoized":
-            self._update(progress, phase="memoized", attempt=start.attempt,
-                         seconds=time.perf_counter() - progress.started)
-            return
-        self._update(progress, phase="materializing", attempt=start.attempt)
-        self._materialize_job(plan, output, start.attempt)
-        self._update(progress, phase="checking")
-        checked: CheckReceipt = check(self.backend, self.spec, plan.run_id, output, start.attempt)
-        self._update(progress, phase="deciding", rows=checked.rows)
-        gate = decide(self.backend, self.spec, plan.run_id, output, start.attempt)
+        with output_lease(self.backend, plan.run_id, output) as lease:
+            start = begin_output(self.backend, self.spec, plan.run_id, output, force=self.force,
+                                 trigger=plan.trigger)
+            if start.action == "memoized":
+                self._update(progress, phase="memoized", attempt=start.attempt,
+                             seconds=time.perf_counter() - progress.started)
+                return
+            self._update(progress, phase="materializing", attempt=start.attempt)
+            if start.action == "materialize":
+                self._materialize_job(plan, output, start.attempt, lease)
+            self._update(progress, phase="checking")
+            checked: CheckReceipt = check(self.backend, self.spec, plan.run_id, output, start.attempt)
+            self._update(progress, phase="deciding", rows=checked.rows)
+            gate = decide(self.backend, self.spec, plan.run_id, output, start.attempt)
         failed_job = checked.error is not None and not checked.rules
         self._update(
             progress,
@@ -98,6 +129,22 @@ class LocalRunner:
             failing_rules=[rule.label for rule in checked.failing_rules], error=checked.error,
             seconds=time.perf_counter() - progress.started,
         )
+
+    def interrupt(self, name: str) -> None:
+        """Stop the run: terminate running jobs (their attempts are recorded failed) and start nothing new."""
+        with self._lock:
+            self.interrupted = self.interrupted or name
+            children = list(self._children)
+        for child in children:
+            child.terminate()
+
+    def _signals(self) -> dict[int, object]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for number in (signal.SIGTERM, signal.SIGINT):
+            previous[number] = signal.signal(number, lambda signum, _frame: self.interrupt(signal.Signals(signum).name))
+        return previous
 
     def execute(self, plan: RunPlan) -> RunResult:
         progress = {output: OutputProgress(output) for output in plan.outputs}
@@ -109,8 +156,23 @@ class LocalRunner:
         }
         done: set[str] = set()
         running: dict[Future, str] = {}
+        previous = self._signals()
+        try:
+            self._execute(plan, progress, waiting, done, running)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)  # type: ignore[arg-type]
+        manifest = close_run(self.backend, self.spec, plan.run_id)
+        return RunResult(plan=plan, manifest=manifest, progress=progress, interrupted=self.interrupted)
+
+    def _execute(self, plan: RunPlan, progress: dict[str, OutputProgress], waiting: dict[str, set[str]],
+                 done: set[str], running: dict[Future, str]) -> None:
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="lane-job") as pool:
             while waiting or running:
+                if self.interrupted:
+                    waiting.clear()
+                    if not running:
+                        break
                 for output in [o for o, deps in waiting.items() if deps <= done]:
                     if len(running) >= self.jobs:
                         break
@@ -123,5 +185,3 @@ class LocalRunner:
                     if future.exception() is not None:  # fail closed: an internal error certifies nothing
                         self._update(progress[output], phase="failed", error=f"{type(future.exception()).__name__}: "
                                      f"{future.exception()}")
-        manifest = close_run(self.backend, self.spec, plan.run_id)
-        return RunResult(plan=plan, manifest=manifest, progress=progress)

@@ -1,16 +1,43 @@
-"""Where each output of a run stands, derived from the ledger's receipt index."""
+"""Where each output of a run stands, derived from the ledger's receipt index and the pointer history.
+
+The state says what reads do: an attempt whose certification never moved the pointer (a crash between
+the gate receipt and the pointer swap) is not "certified" but "pending", with the reason and the command
+that finishes it.
+"""
 
 from __future__ import annotations
 
-from batchlane.evidence import load_receipt
-from batchlane.receipts import CheckReceipt, MaterializeReceipt, OutputClosure
+from batchlane.certification import refusal, was_applied
+from batchlane.evidence import load_receipt, sorted_rows
+from batchlane.receipts import CheckReceipt, GateReceipt, MaterializeReceipt, OutputClosure
 from batchlane.stores.base import Backend, ReceiptRow
 
 SETTLED = ("certified", "memoized")
 
 
-def output_closure(backend: Backend, run_id: str, output: str, rows: list[ReceiptRow] | None = None) -> OutputClosure:
-    rows = [r for r in (rows if rows is not None else backend.ledger.receipts(run_id, output)) if r.kind != "manifest"]
+def _certified_state(backend: Backend, lane: str, gate: ReceiptRow, closure: dict) -> OutputClosure:
+    output = gate.output
+    if was_applied(backend, lane, output, gate.key):
+        return OutputClosure(state="certified", verdict="PASS", **closure)
+    receipt = load_receipt(backend, gate.run_id, output, gate.attempt, "gate")
+    assert isinstance(receipt, GateReceipt)
+    from batchlane.closing import certification_order
+
+    why = refusal(backend.ledger.current(lane, output), certification_order(backend, gate.run_id, gate.attempt))
+    if why is not None:  # passed, but a newer certification (or a revocation) was already in force
+        return OutputClosure(state="certified", verdict="PASS",
+                             **{**closure, "error": f"passed, but never in force: {why}"})
+    return OutputClosure(
+        state="pending", **{**closure, "certified_attempt": None, "certification": None,
+                            "error": "passed, but the certification pointer has not moved yet (interrupted); "
+                                     f"`lane rerun {gate.run_id} --failed` finishes it"},
+    )
+
+
+def output_closure(backend: Backend, lane: str, run_id: str, output: str,
+                   rows: list[ReceiptRow] | None = None) -> OutputClosure:
+    rows = sorted_rows([r for r in (rows if rows is not None else backend.ledger.receipts(run_id, output))
+                        if r.kind != "manifest" and r.output == output])
     if not rows:
         return OutputClosure(state="pending", attempts=0)
     latest = max(row.attempt for row in rows)
@@ -18,7 +45,7 @@ def output_closure(backend: Backend, run_id: str, output: str, rows: list[Receip
     certified = [row for row in rows if row.kind == "gate" and row.status == "certified"]
     closure = dict(
         attempts=latest,
-        head=rows[-1].digest,
+        head=[row for row in rows if row.attempt == latest][-1].digest,
         certified_attempt=certified[-1].attempt if certified else None,
         certification=certified[-1].key if certified else None,
     )
@@ -27,10 +54,14 @@ def output_closure(backend: Backend, run_id: str, output: str, rows: list[Receip
         receipt = load_receipt(backend, run_id, output, latest, "materialize")
         assert isinstance(receipt, MaterializeReceipt)
         return OutputClosure(state="memoized", verdict="PASS", **{**closure, "certification": receipt.memoized_from})
+    if gate is not None and gate.status == "certified":
+        return _certified_state(backend, lane, gate, closure)
     if gate is None:
+        if materialized is not None and materialized.status == "failed" and checked is None:
+            receipt = load_receipt(backend, run_id, output, latest, "materialize")
+            assert isinstance(receipt, MaterializeReceipt)
+            return OutputClosure(state="pending", **{**closure, "error": f"failed, not yet decided: {receipt.error}"})
         return OutputClosure(state="pending", **closure)
-    if gate.status == "certified":
-        return OutputClosure(state="certified", verdict="PASS", **closure)
     failing, error = [], None
     if checked:
         check = load_receipt(backend, run_id, output, latest, "check")
@@ -41,8 +72,10 @@ def output_closure(backend: Backend, run_id: str, output: str, rows: list[Receip
 
 
 def run_closures(backend: Backend, run_id: str, outputs: list[str] | tuple[str, ...]) -> dict[str, OutputClosure]:
+    run = backend.ledger.get_run(run_id)
+    lane = run.lane if run else ""
     rows = backend.ledger.receipts(run_id)
     return {
-        output: output_closure(backend, run_id, output, [row for row in rows if row.output == output])
+        output: output_closure(backend, lane, run_id, output, [row for row in rows if row.output == output])
         for output in outputs
     }

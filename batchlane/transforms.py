@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,13 +31,82 @@ def _module_file(spec: LaneSpec, dotted: str) -> Path:
     return path
 
 
-def code_fingerprint(spec: LaneSpec, output: str) -> str:
-    """SHA-256 over the transform module's source and the core version: a code change means a rerun."""
-    dotted = spec.outputs[output].transform
-    digest = hashlib.sha256(f"batchlane {__version__}\n{dotted}\n".encode())
-    if dotted:
-        digest.update(_module_file(spec, dotted).read_bytes())
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "cdk.out"}
+
+
+def _project_sources(base: Path) -> list[Path]:
+    """Every Python file in the spec's folder tree (hidden folders, virtualenvs and caches left out)."""
+    found = []
+    for path in base.rglob("*.py"):
+        relative = path.relative_to(base).parts
+        if any(part.startswith(".") or part in _SKIP_DIRS for part in relative[:-1]):
+            continue
+        found.append(path)
+    return sorted(found)
+
+
+def _imported_distributions(sources: list[Path]) -> list[str]:
+    """name==version of every installed distribution the project's files import (top-level names)."""
+    import ast
+    import importlib.metadata
+    import sys
+
+    modules: set[str] = set()
+    for path in sources:
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError):
+            continue  # the transform fails to import at run time, with its own error
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    pins = set()
+    for module in modules - set(sys.stdlib_module_names):
+        try:  # most distributions are named like their module: a cheap lookup first
+            pins.add(f"{module}=={importlib.metadata.version(module)}")
+            continue
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        for distribution in _module_owners().get(module, []):
+            try:
+                pins.add(f"{distribution}=={importlib.metadata.version(distribution)}")
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return sorted(pins)
+
+
+@lru_cache(maxsize=1)
+def _module_owners() -> dict[str, list[str]]:
+    import importlib.metadata
+
+    return dict(importlib.metadata.packages_distributions())
+
+
+@lru_cache(maxsize=64)
+def _tree_fingerprint(base: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    sources = _project_sources(base)
+    digest = hashlib.sha256(f"batchlane {__version__}\n".encode())
+    for path in sources:
+        digest.update(f"{path.relative_to(base).as_posix()}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    digest.update("\n".join(_imported_distributions(sources)).encode())
     return digest.hexdigest()
+
+
+def code_fingerprint(spec: LaneSpec, output: str) -> str:
+    """SHA-256 over the lane's code: every Python file in the spec's folder tree (so a helper module a
+    transform imports counts), the versions of the packages they import, and the core version.
+    A change to any of them means a rerun."""
+    dotted = spec.outputs[output].transform
+    if not dotted:  # a pass-through output runs no lane code
+        return hashlib.sha256(f"batchlane {__version__}\npass-through\n".encode()).hexdigest()
+    _module_file(spec, dotted)  # a missing module is a clear error here, not at run time
+    base = spec.base_dir
+    sources = _project_sources(base)
+    stamp = tuple((p.as_posix(), p.stat().st_mtime_ns, p.stat().st_size) for p in sources)
+    return hashlib.sha256(f"{dotted}\n{_tree_fingerprint(base, stamp)}".encode()).hexdigest()
 
 
 def load_transform(spec: LaneSpec, output: str) -> Callable[..., "pd.DataFrame"] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchlane.evidence import sorted_rows
 from batchlane.receipts import (
     CheckReceipt,
     GateReceipt,
@@ -13,7 +14,7 @@ from batchlane.receipts import (
     product_key,
     sha256_bytes,
 )
-from batchlane.stores.base import Backend, NotFound
+from batchlane.stores.base import Backend, NotFound, StoreError
 
 
 @dataclass
@@ -33,11 +34,12 @@ def verify_run(backend: Backend, run_id: str) -> VerifyReport:
     if backend.ledger.get_run(run_id) is None:
         report.problems.append(f"no run {run_id!r} in the ledger")
         return report
-    rows = backend.ledger.receipts(run_id)
+    rows = sorted_rows(backend.ledger.receipts(run_id))
     indexed = {row.key for row in rows}
     for key in backend.store.list_keys(f"receipts/{run_id}/"):
         if key not in indexed:
-            report.problems.append(f"{key}: stored but not in the ledger index")
+            report.problems.append(f"{key}: stored but not in the ledger index (a crash between the two writes? "
+                                   f"`lane repair {run_id}` adopts it if it fits its chain)")
     parsed: dict[str, object] = {}
     for row in rows:
         try:
@@ -49,35 +51,54 @@ def verify_run(backend: Backend, run_id: str) -> VerifyReport:
         if sha256_bytes(data) != row.digest:
             report.problems.append(f"{row.key}: digest mismatch (receipt altered after it was written)")
             continue
-        parsed[row.key] = parse_manifest(data) if row.kind == "manifest" else parse_receipt(data)
+        try:
+            parsed[row.key] = parse_manifest(data) if row.kind == "manifest" else parse_receipt(data)
+        except ValueError:
+            report.problems.append(f"{row.key}: not a valid receipt")
     _verify_chains(report, rows, parsed)
     _verify_bytes(backend, report, parsed)
     return report
 
 
 def _verify_chains(report: VerifyReport, rows, parsed) -> None:
-    previous: dict[str, str | None] = {}
+    """Each attempt is one chain (begin -> materialize -> check -> gate); manifests chain by sequence."""
     by_attempt: dict[tuple[str, int], dict[str, object]] = {}
+    manifests = []
     for row in rows:
         receipt = parsed.get(row.key)
         if receipt is None:
-            previous[row.output] = row.digest
             continue
-        if receipt.prev != previous.get(row.output):
-            report.problems.append(f"{row.key}: chain broken (prev does not match the receipt before it)")
-        previous[row.output] = row.digest
-        if row.kind != "manifest":
-            by_attempt.setdefault((row.output, row.attempt), {})[row.kind] = receipt
-    for (output, attempt), receipts in by_attempt.items():
-        materialized, checked, gate = receipts.get("materialize"), receipts.get("check"), receipts.get("gate")
+        if row.kind == "manifest":
+            manifests.append((row.attempt, row.key, receipt))
+        else:
+            by_attempt.setdefault((row.output, row.attempt), {})[row.kind] = (row.key, receipt)
+    for (output, attempt), receipts in sorted(by_attempt.items()):
+        previous = None
+        for kind in ("begin", "materialize", "check", "gate"):
+            if kind not in receipts:
+                continue
+            key, receipt = receipts[kind]
+            memoized = isinstance(receipt, MaterializeReceipt) and receipt.status == "memoized"
+            expected = None if kind == "begin" or memoized else previous
+            if receipt.prev != expected and not (kind == "materialize" and previous is None):
+                report.problems.append(f"{key}: chain broken (prev does not match the {kind} receipt before it)")
+            previous = receipt.digest()
+        materialized = receipts.get("materialize", (None, None))[1]
+        checked = receipts.get("check", (None, None))[1]
+        gate = receipts.get("gate", (None, None))[1]
         if isinstance(checked, CheckReceipt) and isinstance(materialized, MaterializeReceipt):
-            if checked.materialize_digest != materialized.digest():
+            if checked.materialize_digest != materialized.digest() and checked.materialize_digest != "none":
                 report.problems.append(f"{output} attempt {attempt}: check does not point at its materialize receipt")
         if isinstance(gate, GateReceipt):
             if not isinstance(checked, CheckReceipt) or gate.check_digest != checked.digest():
                 report.problems.append(f"{output} attempt {attempt}: gate decision does not point at its check receipt")
-            elif gate.decision == "certified" and checked.verdict != "PASS":
-                report.problems.append(f"{output} attempt {attempt}: certified without a PASS")
+            elif gate.decision == "certified" and (checked.verdict != "PASS" or checked.products != gate.proof):
+                report.problems.append(f"{output} attempt {attempt}: certified without a PASS of the same files")
+    previous_manifest = None
+    for sequence, key, manifest in sorted(manifests, key=lambda item: item[0]):
+        if manifest.prev != previous_manifest:
+            report.problems.append(f"{key}: manifest chain broken (prev does not match manifest {sequence - 1})")
+        previous_manifest = manifest.digest()
 
 
 def _verify_bytes(backend: Backend, report: VerifyReport, parsed) -> None:
@@ -86,11 +107,14 @@ def _verify_bytes(backend: Backend, report: VerifyReport, parsed) -> None:
             continue
         for proof in receipt.proof:
             report.files += 1
-            product = product_key(proof.uri)
             try:
+                product = product_key(proof.uri)
                 actual = backend.store.digest(product)
             except NotFound:
-                report.problems.append(f"{product}: certified by {key} but missing")
+                report.problems.append(f"{proof.uri}: certified by {key} but missing")
+                continue
+            except (StoreError, ValueError) as exc:
+                report.problems.append(f"{proof.uri}: certified by {key} but cannot be read: {exc}")
                 continue
             if (actual.sha256, actual.size) != (proof.sha256, proof.size):
                 report.problems.append(f"{product}: bytes changed since certification by {key}")

@@ -95,7 +95,8 @@ def render(results: dict, console: Console) -> None:
         f"{about['ram_gb']} GiB RAM, {about['os']}, load {about['load_average_1m']}\n"
         f"versions: Python {about['python']}, "
         + ", ".join(f"{name} {about[name]}" for name in machine.PACKAGES)
-        + f"\nfile: {results['rows']:,} rows, {results['file_bytes'] / 1e6:.1f} MB; medians of {results['rounds']} rounds"
+        + f"\nfile: {results['rows']:,} rows, {results['file_bytes'] / 1e6:.1f} MB; "
+        f"medians of {results['rounds']} rounds"
     )
     timing = Table(title="seconds per certification", title_justify="left")
     for column in ("contender", "median s", "min s", "verdict PASS", "runs s"):

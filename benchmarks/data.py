@@ -54,7 +54,8 @@ def _table(rows: int, rng: np.random.Generator) -> pa.Table:
     status = pa.DictionaryArray.from_arrays(
         pa.array(rng.integers(0, len(STATUSES), rows).astype(np.int8)), pa.array(STATUSES)
     ).dictionary_decode()
-    note_text = pc.binary_join_element_wise("note-", pc.cast(pa.array(rng.integers(0, 10_000_000, rows)), pa.string()), "")
+    note_number = pc.cast(pa.array(rng.integers(0, 10_000_000, rows)), pa.string())
+    note_text = pc.binary_join_element_wise("note-", note_number, "")
     note = pc.if_else(pa.array(rng.random(rows) < 0.10), pa.scalar(None, pa.string()), note_text)
     return pa.table({
         "id": pa.array(rng.permutation(rows).astype(np.int64) + 1),

@@ -35,6 +35,7 @@ class AslUsage:
     lambda_function_substitutions: set[str] = field(default_factory=set)
     direct_lambda: bool = False
     distributed_map: bool = False
+    batch_tags: bool = False          # a submitJob passes Tags: the role then needs batch:TagResource
 
     @property
     def batch_sync(self) -> bool:
@@ -88,11 +89,14 @@ def _task(state: dict[str, Any], usage: AslUsage, here: str) -> None:
     if base not in KNOWN_RESOURCES:
         raise AslError(
             f"state {here}: the stack grants no IAM for {resource!r}; add the integration to stacks/asl.py "
-            "and its grant to stacks/lane_stack.py (known: "
+            "and its grant to stacks/orchestration.py (known: "
             + ", ".join(sorted(r.rsplit(":::", 1)[1] for r in KNOWN_RESOURCES)) + ")"
         )
     name = base.rsplit(":::", 1)[1] + (f".{suffix}" if suffix else "")
     usage.integrations.add(name)
+    parameters = state.get("Parameters") or state.get("Arguments") or {}
+    if base == BATCH_SUBMIT and isinstance(parameters, dict) and ("Tags" in parameters or "Tags.$" in parameters):
+        usage.batch_tags = True
     if base == LAMBDA_INVOKE:
         function = (state.get("Parameters") or state.get("Arguments") or {}).get("FunctionName")
         found = SUBSTITUTION.fullmatch(function) if isinstance(function, str) else None
@@ -128,4 +132,4 @@ def check_substitutions(usage: AslUsage, available: set[str], source: Path | str
             f"the stack provides {', '.join(sorted(available))} (see statemachines/SUBSTITUTIONS.md)")
     functions = {name for name in usage.lambda_function_substitutions if not name.endswith("FunctionArn")}
     if functions:
-        raise AslError(f"state machine definition {source}: ${{{sorted(functions)[0]}}} is used as a Lambda function")
+        raise AslError(f"state machine definition {source}: ${{{min(functions)}}} is used as a Lambda function")

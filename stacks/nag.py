@@ -16,7 +16,7 @@ def add_nag(app: cdk.App) -> None:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
-def ack(scope: IConstruct, *, id: str, reason: str) -> None:  # noqa: A002 - cdk's name
+def ack(scope: IConstruct, *, id: str, reason: str) -> None:
     """Acknowledge one cdk-nag finding on scope (and below) with a specific reason."""
     if len(reason) < 40:
         raise ValueError(f"acknowledgement {id}: give a specific reason, not {reason!r}")

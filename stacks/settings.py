@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = "examples/orders/lane.yaml"
 DEFAULT_ASL = "statemachines/lane.asl.json"
-DEFAULT_DOCKERFILE = "functions/materialize/Dockerfile"
-DEFAULT_LAYER_DIR = "build/layer"
+DEFAULT_DOCKERFILE = "image/Dockerfile"
 # CloudWatch Logs accepts only these retention periods (days).
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
@@ -61,8 +60,6 @@ class LaneSettings:
     spec: Path
     asl: Path
     dockerfile: str                       # relative to the image build context (the repo root)
-    layer_dir: Path
-    managed_layer_arns: dict[str, str] = field(default_factory=dict)
     vpc_id: str | None = None
     subnet_ids: tuple[str, ...] = ()
     max_vcpus: int = 16
@@ -70,6 +67,8 @@ class LaneSettings:
     job_vcpu: float = 1.0
     job_memory_mib: int = 4096
     job_timeout_minutes: int = 60
+    runnable_timeout_minutes: int = 30
+    input_kms_key_arns: tuple[str, ...] = ()
     schedule: str | None = None
     landed_event_pattern: dict[str, Any] | None = None
     object_lock_days: int | None = None
@@ -109,12 +108,10 @@ class LaneSettings:
         if retention not in RETENTION_DAYS:
             raise SettingsError(f"context log_retention_days: {retention} is not a CloudWatch Logs retention ({RETENTION_DAYS})")
 
-        arns = context.get("managed_layer_arns") or {}
-        if not isinstance(arns, dict):
-            raise SettingsError("context managed_layer_arns: must map region -> layer version ARN")
-        for region, arn in arns.items():
-            if not re.fullmatch(rf"arn:aws[\w-]*:lambda:{re.escape(region)}:\d{{12}}:layer:[\w-]+:\d+", str(arn)):
-                raise SettingsError(f"context managed_layer_arns.{region}: {arn!r} is not a layer version ARN in {region}")
+        kms_keys = tuple(_list(context.get("input_kms_key_arns")))
+        for arn in kms_keys:
+            if not re.fullmatch(r"arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}", arn):
+                raise SettingsError(f"context input_kms_key_arns: {arn!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
 
         vcpu = context.get("job_vcpu", 1.0)
         try:
@@ -128,15 +125,17 @@ class LaneSettings:
             spec=path("spec", DEFAULT_SPEC),
             asl=path("asl", DEFAULT_ASL),
             dockerfile=str(context.get("dockerfile") or DEFAULT_DOCKERFILE),
-            layer_dir=path("layer_dir", DEFAULT_LAYER_DIR),
-            managed_layer_arns={str(k): str(v) for k, v in arns.items()},
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
             max_vcpus=_int(context, "max_vcpus", 16, 1, 4096),
             nat_gateways=_int(context, "nat_gateways", 1, 0, 3),
             job_vcpu=vcpu,
             job_memory_mib=_int(context, "job_memory_mib", 4096, 512, 122880),
+            # Batch's job timeout; with the RUNNABLE limit and a start margin it makes the Materialize task's
+            # TimeoutSeconds, which Step Functions caps at one year.
             job_timeout_minutes=_int(context, "job_timeout_minutes", 60, 1, 14 * 24 * 60),
+            runnable_timeout_minutes=_int(context, "runnable_timeout_minutes", 30, 10, 24 * 60),
+            input_kms_key_arns=kms_keys,
             schedule=schedule,
             landed_event_pattern=_json_object(context, "landed_event_pattern"),
             object_lock_days=_int(context, "object_lock_days", None, 1, 36500),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.types as pat
 
@@ -52,3 +55,16 @@ def plain(array: pa.Array) -> pa.Array:
     if pat.is_string_view(array.type):
         array = array.cast(pa.large_string())
     return array
+
+
+def float_extremes(array: pa.Array) -> tuple[float, float] | None:
+    """(min, max) of a float array's non-null, non-NaN values; None when it has none.
+
+    NumPy's NaN-ignoring reductions are ~7x faster than ``pyarrow.compute.min_max`` on
+    floats (null slots become NaN in the NumPy view, so they are ignored the same way).
+    """
+    values = array.to_numpy(zero_copy_only=False)
+    if len(values) == 0:
+        return None
+    low, high = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))
+    return None if math.isnan(low) else (low, high)

@@ -42,7 +42,7 @@ class BackgroundHash:
         try:
             for path in self._paths:
                 self._values.append(hash_file(path, self._chunk))
-        except BaseException as exc:  # handed to the caller in result()
+        except Exception as exc:  # noqa: BLE001 - any failure is handed to the caller in result()
             self._error = exc
 
     def result(self) -> list[tuple[int, str]]:

@@ -9,8 +9,10 @@ each repeated hash belongs to one key, and recounts exactly (group-by) the rare
 hashes that two different keys share. Unique keys (the passing case) need no
 second pass at all.
 
-With exact footer bounds, a signed integer key whose range is at most 8x the row
-count streams into a byte map instead (``DenseSeen``): no key array, no sort.
+When the footers claim a range for a signed integer key of at most 8x the row count,
+keys stream into a byte map instead (``DenseSeen``): no key array, no sort. The claim
+is only a hint: a key outside it abandons the byte map and the keys are rescanned
+the sorting way, so a lying footer costs time, never a different answer.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class DuplicateReport:
 
 
 class DenseSeen:
-    """Integer keys known (from exact footer statistics) to lie in a small range.
+    """Integer keys claimed (by footer statistics) to lie in a small range.
 
     One byte per possible key, set as batches stream by: no key array to keep, nothing
     to sort, one scatter per batch. Keys are unique iff the number of bytes set equals
@@ -94,12 +96,20 @@ class DenseSeen:
             return
         index = keys - self.low
         if index.min() < 0 or index.max() >= len(self.seen):
-            raise ValueError("key outside the range the Parquet footer statistics state")
+            raise KeyOutsideClaim
         self.seen[index] = True
         self.rows += len(index)
 
     def unique(self) -> bool:
         return int(np.count_nonzero(self.seen)) == self.rows
+
+
+class KeyOutsideClaim(Exception):
+    """A key outside the range the footer claimed: the dense byte map cannot be used."""
+
+
+_MAX_DENSE = 1 << 28  # keys in a byte map at most (256 MiB), whatever a footer claims
+_MAX_PREALLOCATED = 1 << 27  # keys preallocated at most; more rows than that grow the array
 
 
 class KeyCollector:
@@ -113,24 +123,32 @@ class KeyCollector:
         self._keys: np.ndarray | None = None
         self._filled = 0
         self._dense: DenseSeen | None = None
+        self._abandoned = False  # the claimed range was false: keys are rescanned in ``finish``
 
     def use_range(self, low: int, high: int) -> bool:
-        """Switch to the streaming dense path when exact bounds of a signed integer key allow it."""
-        if self.exact and pat.is_signed_integer(self.types[0]) and high - low + 1 <= 8 * max(self._capacity, 8192):
+        """Switch to the streaming dense path when a claimed range of a signed integer key allows it."""
+        span = high - low + 1
+        if (self.exact and pat.is_signed_integer(self.types[0]) and 0 < span <= min(8 * max(self._capacity, 8192),
+                                                                                 _MAX_DENSE)):
             self._dense = DenseSeen(low, high)
             return True
         return False
 
     def add(self, arrays: Sequence[pa.Array]) -> None:
+        if self._abandoned:
+            return
         keys = row_keys(arrays, self.exact)
         mask = _valid_mask(arrays)
         if mask is not None:
             keys = keys[mask]
         if self._dense is not None:
-            self._dense.add(keys)
+            try:
+                self._dense.add(keys)
+            except KeyOutsideClaim:
+                self._dense, self._abandoned = None, True
             return
         if self._keys is None:
-            self._keys = np.empty(self._capacity, dtype=np.int64)
+            self._keys = np.empty(min(self._capacity, _MAX_PREALLOCATED), dtype=np.int64)
         end = self._filled + len(keys)
         if end > len(self._keys):  # more rows than the footer announced: grow rather than fail
             self._keys = np.resize(self._keys, max(end, 2 * len(self._keys)))
@@ -138,6 +156,10 @@ class KeyCollector:
         self._filled = end
 
     def finish(self, rescan: Rescan) -> DuplicateReport:
+        if self._abandoned:
+            self._abandoned = False
+            for batch in rescan(self.columns):
+                self.add([batch.column(name) for name in self.columns])
         if self._dense is not None:
             if self._dense.unique():
                 return DuplicateReport(non_null=self._dense.rows, duplicate_rows=0, repeated_keys=0)

@@ -1,25 +1,25 @@
-"""Rule evaluators: settle from the footer when exact, otherwise stream batches.
+"""Rule evaluators: every verdict comes from the data, streamed batch by batch.
 
-Each evaluator names the columns it reads, may answer from ``ColumnFooter`` facts
-(``from_footer`` returns None when it cannot), accumulates over record batches
-with pyarrow.compute (never a Python loop over rows), and returns its RuleResults.
+Each evaluator names the columns it reads, accumulates over record batches with
+pyarrow.compute (never a Python loop over rows), and returns its RuleResults.
+Nothing here reads Parquet footers; the engine cross-checks those separately.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from batchlane.checking.arrowtypes import is_signed_integer, is_string_like, plain
+from batchlane.checking.arrowtypes import float_extremes, is_string_like, plain
 from batchlane.checking.evidence import iso_from_days, iso_from_ns, jsonable, ns_per_unit, sample
-from batchlane.checking.footer import ColumnFooter
 from batchlane.checking.keys import KeyCollector
 from batchlane.receipts import RuleResult
 
@@ -30,17 +30,20 @@ Rescan = Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]
 class Evaluator:
     columns: tuple[str, ...] = ()
 
-    def prepare(self, footers: Mapping[str, ColumnFooter]) -> None:
-        """Use exact footer facts to choose a cheaper way to scan (optional)."""
-
-    def from_footer(self, footers: Mapping[str, ColumnFooter]) -> list[RuleResult] | None:
-        return None
-
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
         raise NotImplementedError
 
     def finish(self, rescan: Rescan) -> list[RuleResult]:
         raise NotImplementedError
+
+    def describe(self) -> list[tuple[str, str | None, Any]]:
+        """(rule, column, expected) of each result this evaluator gives, for ``failed``."""
+        raise NotImplementedError
+
+    def failed(self, reason: str) -> list[RuleResult]:
+        """Its results as FAILs with ``reason``: the data could not be evaluated by this rule."""
+        return [RuleResult(rule=rule, column=column, passed=False, expected=expected, observed=None, detail=reason)
+                for rule, column, expected in self.describe()]
 
 
 def _count(value: pa.Scalar) -> int:
@@ -94,11 +97,6 @@ class NotNull(Evaluator):
         self.nulls = 0
         self.rows: list[int] = []
 
-    def from_footer(self, footers):
-        if footers[self.column].null_count == 0:
-            return self.finish(rescan=lambda columns: ())
-        return None  # nulls present or unknown: scan for the row numbers as evidence
-
     def update(self, batch, offset):
         array = batch.column(self.column)
         if array.null_count:
@@ -106,6 +104,9 @@ class NotNull(Evaluator):
             if len(self.rows) < SAMPLE:
                 where = pc.indices_nonzero(array.is_null()).slice(0, SAMPLE - len(self.rows))
                 self.rows.extend(offset + int(index) for index in where.to_pylist())
+
+    def describe(self):
+        return [("not_null", self.column, 0)]
 
     def finish(self, rescan):
         return [RuleResult(
@@ -136,17 +137,6 @@ class Range(Evaluator):
         self.below_sample: list[Any] = []
         self.above_sample: list[Any] = []
 
-    def from_footer(self, footers):
-        footer = footers[self.column]
-        if not (is_signed_integer(self.arrow_type) and footer.bounds_known):
-            return None
-        if (self.low is not None and footer.minimum is not None and footer.minimum < self.low) or (
-            self.high is not None and footer.maximum is not None and footer.maximum > self.high
-        ):
-            return None  # a violation: scan for the failing count and values
-        self.minimum, self.maximum = footer.minimum, footer.maximum
-        return self.finish(rescan=lambda columns: ())
-
     def update(self, batch, offset):
         array = plain(batch.column(self.column))
         if len(array) == array.null_count:
@@ -157,9 +147,13 @@ class Range(Evaluator):
             else:
                 nans = _count(pc.sum(pc.is_nan(array)))
             self.nans += nans
-        bounds = pc.min_max(array)
-        low, high = bounds["min"].as_py(), bounds["max"].as_py()
-        if low is not None and not (self.floating and low != low):  # all-NaN batches give NaN
+        if self.floating:
+            extremes = float_extremes(array)
+            low, high = extremes if extremes is not None else (None, None)  # all-NaN: no bounds
+        else:
+            bounds = pc.min_max(array)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None:
             self.minimum = low if self.minimum is None else min(self.minimum, low)
             self.maximum = high if self.maximum is None else max(self.maximum, high)
             if self.low is not None and low < self.low:
@@ -185,6 +179,10 @@ class Range(Evaluator):
             observed=jsonable(observed), failing_count=failing_count, failing_sample=examples,
             detail="; ".join(details) or (None if observed is not None else "no non-null values"),
         )
+
+    def describe(self):
+        return [(rule, self.column, jsonable(bound)) for rule, bound in (("min", self.low), ("max", self.high))
+                if bound is not None]
 
     def finish(self, rescan):
         results = []
@@ -221,6 +219,9 @@ class InSet(Evaluator):
         if outside:
             self.outside += outside
             _add_distinct(self.examples, failing_values(array, member))
+
+    def describe(self):
+        return [(self.rule, self.column, self.expected)]
 
     def finish(self, rescan):
         return [RuleResult(
@@ -269,6 +270,9 @@ class Regex(Evaluator):
             self.failing += failing
             _add_distinct(self.examples, failing_values(array, matched))
 
+    def describe(self):
+        return [("regex", self.column, self.pattern)]
+
     def finish(self, rescan):
         return [RuleResult(
             rule="regex", column=self.column, passed=self.failing == 0 and not self.error, expected=self.pattern,
@@ -278,55 +282,110 @@ class Regex(Evaluator):
 
 
 class MaxAge(Evaluator):
-    """Freshness: the newest timestamp (or date, at 00:00 UTC) is no older than max_age at ``now``."""
+    """Freshness, from the data: the newest value is no older than ``max_age`` at ``now``, and no
+    value lies more than ``future_skew`` after ``now`` (a clock ahead of ours, tolerated up to the skew).
 
-    def __init__(self, column: str, arrow_type: pa.DataType, max_age: str, delta: dt.timedelta, now: dt.datetime) -> None:
+    Values are compared as instants: zone-aware timestamps as stored (Arrow keeps them in UTC);
+    naive timestamps as wall-clock times in ``zone`` (at a DST change an ambiguous or skipped wall
+    time takes the earliest instant); dates as midnight in ``zone``, UTC when no zone is given.
+    The engine refuses naive timestamps without a zone before this evaluator is built.
+    """
+
+    def __init__(self, column: str, max_age: str, delta: dt.timedelta, future_skew: str, skew: dt.timedelta,
+                 zone: str | None, now: dt.datetime) -> None:
         self.column = column
         self.columns = (column,)
-        self.is_date = pat.is_date(arrow_type)
         self.max_age = max_age
-        self.not_before = now - delta
+        self.future_skew = future_skew
+        self.zone = zone
         self.now = now
-        self.newest: int | None = None  # ns since epoch, or days for dates
+        self.not_before = now - delta
+        self.not_after = now + skew
+        self.not_after_ns = _ns_since_epoch(self.not_after)
+        self.newest_ns: int | None = None  # the newest value as an instant: ns since the epoch, UTC
+        self.newest_date: int | None = None  # days, when the column holds dates
+        self.future = 0
+        self.future_sample: list[Any] = []
 
-    def from_footer(self, footers):
-        footer = footers[self.column]
-        if not footer.bounds_known:
-            return None
-        self.newest = footer.maximum
-        return self.finish(rescan=lambda columns: ())
+    def _instants(self, array: pa.Array) -> pa.Array:
+        """Timestamps whose stored integers are UTC instants (naive ones placed in ``zone``)."""
+        if array.type.tz is None:
+            return pc.assume_timezone(array, timezone=self.zone, ambiguous="earliest", nonexistent="earliest")
+        return array
+
+    def _midnight_ns(self, days: int) -> int:
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=days)
+        return _ns_since_epoch(dt.datetime.combine(day, dt.time(0), tzinfo=ZoneInfo(self.zone or "UTC")))
 
     def update(self, batch, offset):
-        array = batch.column(self.column)
-        if pat.is_dictionary(array.type):
-            array = plain(array)
+        array = plain(batch.column(self.column))
         newest = pc.max(array)
         if not newest.is_valid:
             return
-        if self.is_date:
-            value = newest.cast(pa.date32()).cast(pa.int32()).as_py()
-        else:
-            value = newest.cast(pa.int64()).as_py() * ns_per_unit(array.type.unit)
-        self.newest = value if self.newest is None else max(self.newest, value)
+        if pat.is_date(array.type):
+            self._update_dates(array, newest)
+            return
+        if array.type.tz is None:
+            newest = self._instants(pa.array([newest.value], array.type))[0]  # monotone: the max stays the max
+        unit = ns_per_unit(array.type.unit)
+        newest_ns = newest.value * unit
+        self.newest_ns = newest_ns if self.newest_ns is None else max(self.newest_ns, newest_ns)
+        if newest_ns > self.not_after_ns:
+            instants = self._instants(array)
+            future = instants.filter(pc.greater(instants, pa.scalar(self.not_after_ns // unit, instants.type)))
+            self.future += len(future)
+            _add_distinct(self.future_sample, future)
+
+    def _update_dates(self, array: pa.Array, newest: pa.Scalar) -> None:
+        days = newest.value if pat.is_date32(array.type) else newest.value // 86_400_000
+        newest_ns = self._midnight_ns(days)
+        if self.newest_ns is None or newest_ns > self.newest_ns:
+            self.newest_ns, self.newest_date = newest_ns, days
+        if newest_ns > self.not_after_ns:
+            # the dates whose midnight is later than not_after: those after its local date
+            last_allowed = self.not_after.astimezone(ZoneInfo(self.zone or "UTC")).date()
+            future = array.filter(pc.greater(array, pa.scalar(last_allowed, array.type)))
+            self.future += len(future)
+            _add_distinct(self.future_sample, future)
+
+    def _expected(self) -> dict[str, Any]:
+        expected = {"max_age": self.max_age, "not_before": self.not_before.isoformat(),
+                    "future_skew": self.future_skew, "not_after": self.not_after.isoformat()}
+        if self.zone is not None:
+            expected["timezone"] = self.zone
+        return expected
+
+    def describe(self):
+        return [("max_age", self.column, self._expected())]
 
     def finish(self, rescan):
-        expected = {"max_age": self.max_age, "not_before": self.not_before.isoformat()}
-        if self.newest is None:
+        expected = self._expected()
+        if self.newest_ns is None:
             return [RuleResult(rule="max_age", column=self.column, passed=False, expected=expected,
                                observed=None, detail="no non-null values: freshness unknown")]
-        newest_ns = self.newest * 86_400 * 1_000_000_000 if self.is_date else self.newest
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-        not_before_ns = (self.not_before - epoch) // dt.timedelta(microseconds=1) * 1_000
-        now_ns = (self.now - epoch) // dt.timedelta(microseconds=1) * 1_000
-        age_seconds = (now_ns - newest_ns) / 1e9
-        passed = newest_ns >= not_before_ns
+        age_seconds = (_ns_since_epoch(self.now) - self.newest_ns) / 1e9
+        observed = {"newest": iso_from_days(self.newest_date) if self.newest_date is not None
+                    else iso_from_ns(self.newest_ns), "age_seconds": age_seconds}
+        if self.future:
+            return [RuleResult(
+                rule="max_age", column=self.column, passed=False, expected=expected, observed=observed,
+                failing_count=self.future, failing_sample=self.future_sample,
+                detail=f"{self.future} {'value is' if self.future == 1 else 'values are'} in the future beyond "
+                       f"the allowed skew of {self.future_skew} (later than {self.not_after.isoformat()})",
+            )]
+        passed = self.newest_ns >= _ns_since_epoch(self.not_before)
         return [RuleResult(
-            rule="max_age", column=self.column, passed=passed, expected=expected,
-            observed={"newest": iso_from_days(self.newest) if self.is_date else iso_from_ns(self.newest),
-                      "age_seconds": age_seconds},
+            rule="max_age", column=self.column, passed=passed, expected=expected, observed=observed,
             failing_count=0 if passed else 1,
             detail=None if passed else f"newest value is {age_seconds:.0f}s old, more than {self.max_age}",
         )]
+
+
+def _ns_since_epoch(moment: dt.datetime) -> int:
+    return (moment - _EPOCH) // dt.timedelta(microseconds=1) * 1_000
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class Unique(Evaluator):
@@ -334,14 +393,15 @@ class Unique(Evaluator):
         self.columns = tuple(columns)
         self.keys = KeyCollector(columns, types, capacity)
 
-    def prepare(self, footers):
-        if len(self.columns) == 1:
-            footer = footers[self.columns[0]]
-            if footer.bounds_known and footer.minimum is not None:
-                self.keys.use_range(footer.minimum, footer.maximum)
+    def hint_range(self, low: int, high: int) -> None:
+        """A claimed (footer) range of a single integer key: may pick the dense path, never the answer."""
+        self.keys.use_range(low, high)
 
     def update(self, batch, offset):
         self.keys.add([batch.column(name) for name in self.columns])
+
+    def describe(self):
+        return [("unique", ",".join(self.columns), 0)]
 
     def finish(self, rescan):
         report = self.keys.finish(rescan)
@@ -357,18 +417,39 @@ class Unique(Evaluator):
         )]
 
 
+class RowCount(Evaluator):
+    """The number of rows actually read (never the footer's num_rows)."""
+
+    def __init__(self, low: int | None, high: int | None) -> None:
+        self.low, self.high = low, high
+        self.rows = 0
+
+    def update(self, batch, offset):
+        self.rows += batch.num_rows
+
+    def _expected(self) -> dict[str, int]:
+        return {key: value for key, value in (("min", self.low), ("max", self.high)) if value is not None}
+
+    def describe(self):
+        return [("row_count", None, self._expected())]
+
+    def finish(self, rescan):
+        passed = (self.low is None or self.rows >= self.low) and (self.high is None or self.rows <= self.high)
+        return [RuleResult(rule="row_count", passed=passed, expected=self._expected(), observed=self.rows,
+                           detail=None if passed else f"{self.rows} rows outside {self._expected()}")]
+
+
 class Fixed(Evaluator):
     """A result known at planning time (missing column, inapplicable rule, unavailable reference)."""
 
     def __init__(self, result: RuleResult) -> None:
         self.result = result
 
-    def from_footer(self, footers):
-        return [self.result]
-
     def update(self, batch, offset):  # pragma: no cover - never scanned
         pass
 
+    def describe(self):
+        return [(self.result.rule, self.result.column, self.result.expected)]
+
     def finish(self, rescan):
         return [self.result]
-

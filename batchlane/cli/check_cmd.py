@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from batchlane.checks import CheckOutcome
@@ -63,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from batchlane.checks import CheckError, check_files
     from batchlane.spec import SpecError, load_contract
 
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)  # never split a path across lines
+    # never split a path across lines; print messages literally (no markup: paths and values are data)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     try:
         contract = load_contract(args.contract)
         outcome = check_files(args.files, contract, now=args.now)
     except (SpecError, CheckError) as exc:
-        errors.print(f"[bold red]error:[/] {exc}", markup=True)
+        errors.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         return EXIT_USAGE
     if args.json:
         sys.stdout.write(json.dumps(outcome.to_json(), indent=2) + "\n")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _instant(text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z as UTC
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date/time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -99,11 +101,11 @@ def _cell(value: Any) -> str:
 
 def _print_table(outcome: CheckOutcome) -> None:
     # On a terminal Rich fits the window; piped output gets room for the evidence columns.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    # literal output: rules and values are data (a regex '^[a-z]+$' or a value '[dim]PAR' prints as written)
+    console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
     style = "bold green" if outcome.verdict == "PASS" else "bold red"
     files = ", ".join(f"{f.uri} ({f.size:,} B, sha256 {f.sha256[:12]}…)" for f in outcome.files)
-    console.print(f"[{style}]{outcome.verdict}[/]  {outcome.rows:,} rows  {outcome.seconds:.2f}s  {files}",
-                  markup=True)
+    console.print(Text.assemble((outcome.verdict, style), f"  {outcome.rows:,} rows  {outcome.seconds:.2f}s  {files}"))
     table = Table(title_justify="left")
     for name in ("rule", "column", "result", "expected", "observed", "failing", "sample / detail"):
         table.add_column(name, overflow="fold")
@@ -112,7 +114,7 @@ def _print_table(outcome: CheckOutcome) -> None:
         if rule.detail:
             evidence = f"{evidence}  ({rule.detail})" if evidence else rule.detail
         table.add_row(
-            rule.rule, rule.column or "", "[green]pass[/]" if rule.passed else "[red]FAIL[/]",
+            rule.rule, rule.column or "", Text("pass", "green") if rule.passed else Text("FAIL", "red"),
             _cell(rule.expected), _cell(rule.observed), str(rule.failing_count) if rule.failing_count else "",
             evidence,
         )

@@ -1,4 +1,9 @@
-"""What every `lane` subcommand shares: backend options, consoles, error-to-exit-code mapping."""
+"""What every `lane` subcommand shares: backend options, consoles, error-to-exit-code mapping.
+
+Evidence is data, and data is untrusted: both consoles print text literally (no Rich markup, no
+highlighting), so a rule `regex: '^[a-z]+$'` or a value `[dim]PAR` prints as written. Styling is
+applied with ``rich.text.Text`` objects only (see ``batchlane.cli.render``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,39 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
-from batchlane.backends import BackendConfigError, backend_from_env, local_backend
+from batchlane.backends import BackendConfigError, backend_from_env, lane_home, local_backend
 from batchlane.inputs import InputError
 from batchlane.plan import PlanError
 from batchlane.spec import SpecError
 from batchlane.stores.base import Backend
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LEDGER_FILE = "ledger.sqlite"
+
+
+class StoreMissing(LookupError):
+    """A command that only reads was pointed at a local store that does not exist."""
+
 
 def _console(stderr: bool = False) -> Console:
     """On a terminal Rich sizes itself; piped output gets a wide page so tables do not wrap ids."""
-    probe = Console(stderr=stderr)
-    return probe if probe.is_terminal else Console(stderr=stderr, width=200)
+    probe = Console(stderr=stderr, markup=False, highlight=False)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=200, markup=False, highlight=False)
 
 
 out = _console()
 err = _console(stderr=True)
+
+
+def error(message: object, label: str = "error:") -> None:
+    """One literal error line on stderr, with a red label."""
+    err.print(Text.assemble((label, "bold red"), " ", str(message)))
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
@@ -36,10 +54,29 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--home", default=None, help="local store folder (default $LANE_HOME or ./.lane)")
 
 
-def open_backend(args: argparse.Namespace) -> Backend:
-    if getattr(args, "home", None) and (args.backend or "local") == "local":
-        return local_backend(args.home)
-    return backend_from_env(args.backend)
+def open_backend(args: argparse.Namespace, *, create: bool = False) -> Backend:
+    """The store the command works on. Only `lane run` creates a local store (create=True); every other
+    command refuses a store that does not exist instead of leaving an empty one behind."""
+    import os
+
+    name = getattr(args, "backend", None) or os.environ.get("LANE_BACKEND", "local")
+    if name == "local":
+        root = lane_home(getattr(args, "home", None))
+        if not create and not (root / LEDGER_FILE).is_file():
+            raise StoreMissing(
+                f"no lane store at {root} (set LANE_HOME or pass --home; `lane run SPEC` creates one)"
+            )
+        return local_backend(root)
+    return backend_from_env(name)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, the same shape pydantic gives receipt times."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def print_json(document: Any) -> None:
@@ -62,11 +99,11 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (SpecError, PlanError, BackendConfigError, InputError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        except (SpecError, PlanError, BackendConfigError, InputError, StoreMissing) as exc:
+            error(exc)
             return EXIT_USAGE
         except KeyboardInterrupt:
             err.print("interrupted: nothing was certified by the interrupted step")
-            return 130
+            return EXIT_INTERRUPTED
 
     return wrapper

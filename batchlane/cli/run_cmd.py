@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
 
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from batchlane.cli.common import (
     EXIT_FAILED,
@@ -16,16 +21,22 @@ from batchlane.cli.common import (
     EXIT_USAGE,
     add_backend_options,
     err,
+    error,
     guarded,
     open_backend,
     out,
     print_json,
     split_outputs,
 )
-from batchlane.cli.render import closure_table, manifest_json, styled
+from batchlane.cli.render import closure_table, manifest_json, output_facts, styled
 from batchlane.plan import RunPlan, plan_run
+from batchlane.receipts import RunManifest, parse_manifest
 from batchlane.runner import LocalRunner, OutputProgress, RunResult
 from batchlane.spec import LaneSpec, load_spec
+from batchlane.state import run_closures
+from batchlane.stores.base import Backend
+
+HEARTBEAT_SECONDS = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,61 +44,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run a lane: materialize, check and certify its outputs",
         description="Plan the lane, then for each output run the materializer as a subprocess, the checker and "
         "the gate (certify on PASS, reject on FAIL), and close the run with a RunManifest. Outputs whose inputs, "
-        "spec and code match a certified product are skipped (memoized). Exit 0 when every output is certified, "
-        "1 otherwise, 2 for usage or spec errors.",
+        "spec and code match a certified product are skipped (memoized). Progress goes to stderr: a live table "
+        "on a terminal, otherwise a line when each output starts and ends and a heartbeat every 10 s while one "
+        "runs. Exit 0 when every output is certified, 1 otherwise, 2 for usage or spec errors.",
     )
     run.add_argument("spec", help="lane spec YAML, e.g. examples/orders/lane.yaml")
-    run.add_argument("--outputs", type=split_outputs, help="comma-separated outputs to run (default: all)")
+    run.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs to run (default: all)")
     _common(run)
     run.set_defaults(func=guarded(_run))
 
     rerun = subparsers.add_parser(
         "rerun", help="rerun the failed (or chosen) outputs of a run, under the same run id",
         description="New attempts for just the failed outputs (--failed) or the named ones (--outputs); certified "
-        "outputs and their receipts are not touched. The run is then re-closed with a new RunManifest.",
+        "outputs and their receipts are not touched. The run is then re-closed with a new RunManifest. With "
+        "--failed and nothing to rerun (and the run already closed as it stands), nothing is written.",
     )
     rerun.add_argument("run_id", metavar="RUN_ID")
     which = rerun.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="every output of the run that is not certified")
-    which.add_argument("--outputs", type=split_outputs, help="comma-separated outputs of the run")
+    which.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs of the run")
     rerun.add_argument("--spec", help="lane spec (default: the one the run was started with)")
     _common(rerun)
     rerun.set_defaults(func=guarded(_rerun))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=positive_int, metavar="N", default=os.cpu_count() or 1,
                         help="outputs processed in parallel (default: number of cores, %(default)s here)")
     parser.add_argument("--force", action="store_true", help="rerun even when memoized")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds before a materialize job is killed")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--timeout", type=positive_float, metavar="SECONDS", default=None,
+                        help="seconds before a materialize job is killed")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (no progress lines)")
     add_backend_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    backend = open_backend(args)
+    backend = open_backend(args, create=True)
     plan = plan_run(backend, spec, outputs=args.outputs, trigger="cli")
-    return _execute(args, backend, spec, plan)
+    return _execute(args, backend, spec, plan, rerun=False)
 
 
 def _rerun(args: argparse.Namespace) -> int:
     backend = open_backend(args)
     run = backend.ledger.get_run(args.run_id)
     if run is None:
-        err.print(f"[bold red]error:[/] no run {args.run_id!r} in the {backend.name} store")
+        error(f"no run {args.run_id!r} in the {backend.name} store")
         return EXIT_USAGE
     spec_path = args.spec or run.spec_path
     if not spec_path:
-        err.print(f"[bold red]error:[/] run {args.run_id} does not record its spec: pass --spec")
+        error(f"run {args.run_id} does not record its spec: pass --spec")
         return EXIT_USAGE
     spec = load_spec(spec_path)
     if spec.digest() != run.spec_digest and not args.json:
         err.print(f"note: the spec changed since run {run.run_id} started; new attempts use the current spec")
     plan = plan_run(backend, spec, rerun_of=args.run_id, outputs=args.outputs, trigger="rerun")
-    if not plan.outputs and not args.json:
-        out.print(f"nothing to rerun: every output of run {plan.run_id} is certified")
-    return _execute(args, backend, spec, plan)
+    if not plan.outputs:
+        closed = _closed_as_it_stands(backend, run.run_id, run.outputs)
+        if closed is not None:
+            facts = output_facts(backend, run.run_id, closed.outputs)
+            if args.json:
+                print_json(manifest_json(closed, facts) | {"rerun_outputs": []})
+            else:
+                out.print(f"nothing to rerun: every output of run {run.run_id} is certified; the run is closed "
+                          f"{closed.verdict} (manifest #{closed.sequence}), no new manifest written")
+            return EXIT_OK if closed.verdict == "PASS" else EXIT_FAILED
+        if not args.json:  # settled but never closed (or closed before a repair): closing is the repair
+            out.print(f"nothing to rerun in run {run.run_id}; closing it as it stands")
+    return _execute(args, backend, spec, plan, rerun=True)
+
+
+def _closed_as_it_stands(backend: Backend, run_id: str, outputs: tuple[str, ...]) -> RunManifest | None:
+    """The latest manifest, if it already records every output's current state; else None."""
+    rows = [row for row in backend.ledger.receipts(run_id) if row.kind == "manifest"]
+    if not rows:
+        return None
+    manifest = parse_manifest(backend.store.get(rows[-1].key))
+    current = run_closures(backend, run_id, outputs)
+    recorded = {name: (c.state, c.attempts) for name, c in manifest.outputs.items()}
+    return manifest if recorded == {name: (c.state, c.attempts) for name, c in current.items()} else None
 
 
 def positive_int(value: str) -> int:
@@ -100,25 +135,43 @@ def positive_int(value: str) -> int:
     return number
 
 
-class _Progress:
-    """A live table on a terminal; one line per finished output otherwise."""
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return number
 
-    FINAL = {"certified", "rejected", "failed", "memoized"}
 
-    def __init__(self, plan: RunPlan, quiet: bool):
-        self.plan, self.quiet = plan, quiet
+class Progress:
+    """A live table on a terminal; otherwise one line when an output starts, one when it ends, and a
+    heartbeat line every ``heartbeat`` seconds while it runs (CI logs are never silent for long)."""
+
+    FINAL = frozenset({"certified", "rejected", "failed", "memoized"})
+
+    def __init__(self, plan: RunPlan, *, quiet: bool, terminal: bool | None = None,
+                 heartbeat: float = HEARTBEAT_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.plan, self.quiet, self.heartbeat, self.clock = plan, quiet, heartbeat, clock
         self.items: dict[str, OutputProgress] = {}
-        self.live = None
-        if not quiet and err.is_terminal:
+        self.started: dict[str, float] = {}
+        self.last_line: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
+        if not quiet and (err.is_terminal if terminal is None else terminal):
             self.live = Live(self, console=err, refresh_per_second=4, transient=True)
 
     def _table(self) -> Table:
         table = Table(title=f"run {self.plan.run_id}", title_justify="left")
         for column in ("output", "phase", "attempt", "elapsed"):
             table.add_column(column)
-        now = time.perf_counter()
-        for item in self.items.values():
-            elapsed = item.seconds if item.seconds is not None else (now - item.started if item.started else None)
+        now = self.clock()
+        for item in list(self.items.values()):
+            started = self.started.get(item.output)
+            elapsed = item.seconds if item.seconds is not None else (now - started if started else None)
             table.add_row(item.output, styled(item.phase), str(item.attempt or ""),
                           "" if elapsed is None else f"{elapsed:.1f}s")
         return table
@@ -126,48 +179,95 @@ class _Progress:
     def __rich__(self) -> Table:  # re-rendered on every refresh, so elapsed times tick
         return self._table()
 
-    def update(self, item: OutputProgress) -> None:
-        self.items[item.output] = item
-        if self.live is not None:
-            self.live.refresh()
-        elif not self.quiet and item.phase in self.FINAL:
-            err.print(f"  {item.output}: {styled(item.phase)} (attempt {item.attempt})", highlight=False)
+    def _line(self, output: str, *parts: str | Text) -> None:
+        err.print(Text.assemble("  ", output, ": ", *parts))
 
-    def __enter__(self):
+    def update(self, item: OutputProgress) -> None:
+        with self.lock:
+            self.items[item.output] = item
+            now = self.clock()
+            if item.phase != "queued" and item.output not in self.started:
+                self.started[item.output] = now
+                self.last_line[item.output] = now
+                if self.live is None and not self.quiet:
+                    self._line(item.output, "started")
+            if self.live is not None:
+                self.live.refresh()
+            elif not self.quiet and item.phase in self.FINAL:
+                self.last_line[item.output] = float("inf")  # no heartbeat after the end
+                seconds = item.seconds if item.seconds is not None else now - self.started.get(item.output, now)
+                details = [f"attempt {item.attempt}"] if item.attempt else []
+                if item.rows is not None:
+                    details.append(f"{item.rows:,} rows")
+                details.append(f"{seconds:.1f}s")
+                if item.failing_rules:
+                    details.append("failing " + ", ".join(item.failing_rules))
+                elif item.error:
+                    details.append(item.error)
+                self._line(item.output, styled(item.phase), " (" + "; ".join(details) + ")")
+
+    def beat(self) -> None:
+        """Print a heartbeat for every output that has run ``heartbeat`` seconds since its last line."""
+        if self.live is not None or self.quiet:
+            return
+        with self.lock:
+            now = self.clock()
+            for name, item in self.items.items():
+                if item.phase in self.FINAL or name not in self.started:
+                    continue
+                if now - self.last_line.get(name, now) >= self.heartbeat:
+                    self.last_line[name] = now
+                    attempt = f", attempt {item.attempt}" if item.attempt else ""
+                    self._line(name, f"still {item.phase} after {now - self.started[name]:.0f}s{attempt}")
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.heartbeat)):
+            self.beat()
+
+    def __enter__(self) -> Self:
         if self.live is not None:
             self.live.__enter__()
         elif not self.quiet:
             err.print(f"run {self.plan.run_id}: {len(self.plan.outputs)} output(s) of lane {self.plan.lane}")
+            self._beater = threading.Thread(target=self._beat_loop, name="lane-heartbeat", daemon=True)
+            self._beater.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        if self._beater is not None:
+            self._beater.join()
         if self.live is not None:
-            self.live.__exit__(*exc)
+            self.live.__exit__(kind, exc, trace)
 
 
-def _execute(args: argparse.Namespace, backend, spec: LaneSpec, plan: RunPlan) -> int:
-    progress = _Progress(plan, quiet=args.json)
+def _execute(args: argparse.Namespace, backend: Backend, spec: LaneSpec, plan: RunPlan, *, rerun: bool) -> int:
+    progress = Progress(plan, quiet=args.json)
     runner = LocalRunner(backend, spec, jobs=args.jobs, force=args.force, job_timeout=args.timeout,
                          on_update=progress.update)
     with progress:
         result = runner.execute(plan)
-    _report(args, result)
+    _report(args, backend, result, rerun=rerun)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _report(args: argparse.Namespace, result: RunResult) -> None:
-    touched = {
-        name: {"rows": p.rows, "seconds": None if p.seconds is None else round(p.seconds, 3)}
-        for name, p in result.progress.items()
-    }
-    if args.json:
-        print_json(manifest_json(result.manifest, touched) | {"rerun_outputs": result.plan.outputs})
-        return
+def _report(args: argparse.Namespace, backend: Backend, result: RunResult, *, rerun: bool) -> None:
     manifest = result.manifest
-    out.print(closure_table(f"run {manifest.run_id} · lane {manifest.lane}", manifest.outputs, touched))
-    verdict = "[green]PASS: every output certified[/]" if manifest.verdict == "PASS" else \
-        "[red]FAIL: not every output is certified[/] (see `lane show RUN_ID OUTPUT`; fix, then " \
-        f"`lane rerun {manifest.run_id} --failed`)"
-    out.print(f"{verdict}\nmanifest: receipts/{manifest.run_id}/manifest-{manifest.sequence:04d}.json")
+    facts = output_facts(backend, manifest.run_id, manifest.outputs)
+    if args.json:
+        document = manifest_json(manifest, facts)
+        if rerun:
+            document["rerun_outputs"] = result.plan.outputs
+        print_json(document)
+        return
+    out.print(closure_table(f"run {manifest.run_id} · lane {manifest.lane}", manifest.outputs, facts))
+    if manifest.verdict == "PASS":
+        out.print(Text("PASS: every output certified", style="green"))
+    else:
+        out.print(Text.assemble(("FAIL: not every output is certified", "red"),
+                                f" (see `lane show {manifest.run_id} OUTPUT`; fix, then "
+                                f"`lane rerun {manifest.run_id} --failed`)"))
+    out.print(f"manifest: receipts/{manifest.run_id}/manifest-{manifest.sequence:04d}.json")
     if not sys.stdout.isatty():
         out.print(f"run_id: {manifest.run_id}")

@@ -9,14 +9,17 @@ pk                            sk                          what
 ``RUNS``                      ``<started_at>#<run_id>``   run index, newest first via a reverse query
 ``RUN#<run_id>``              ``ATTEMPT#<output>``        attempt counter (atomic ``ADD``)
 ``RUN#<run_id>``              ``RECEIPT#<key>``           receipt index row (conditional put)
-``CERT#<lane>#<output>``      ``POINTER``                 certification pointer (conditional, transactional)
+``CERT#<lane>#<output>``      ``POINTER``                 certification pointer (compare-and-swap on ``version``)
+``CERT#<lane>#<output>``      ``STATE#<version>``         every pointer state ever stored (history)
+``POINTERS``                  ``<lane>#<output>``         listing copy of every pointer (``lane catalog``)
 ``OUTBOX``                    ``<event_id>``              queued, unpublished event (deleted when published)
 ``EVENT#<event_id>``          ``QUEUED``                  marker: this event id was queued once (dedupe)
 ============================  ==========================  =========================================
 
-The pointer only moves when it is absent, revoked, or holds a smaller ``order``; it is
-written in one ``TransactWriteItems`` with its outbox event row, so an event is never
-lost between "certified" and "published": ``unpublished_events`` re-publishes it.
+A pointer swap is one ``TransactWriteItems``: the pointer (conditional on the version read), its
+history row, the listing row and the outbox event, so an event is never lost between "certified"
+and "published": ``unpublished_events`` re-publishes it. Which swaps are allowed (never to an older
+certification, never undoing a revocation) is decided once, in ``batchlane.certification``.
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ from batchlane.stores.base import (
     ReceiptRow,
     RunRecord,
     StoreError,
+    pointer_from_json,
+    pointer_to_json,
 )
 
 CHUNK = 8 * 1024 * 1024            # streaming read size
 PART = 16 * 1024 * 1024            # multipart part size (S3 minimum is 5 MiB)
-KIND_ORDER = {"materialize": 0, "check": 1, "gate": 2, "manifest": 3}
 
 _CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"})
 
@@ -247,40 +251,6 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
-def _pointer_item(pointer: CertPointer) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": _s(f"CERT#{pointer.lane}#{pointer.output}"),
-        "sk": _s("POINTER"),
-        "lane": _s(pointer.lane),
-        "output": _s(pointer.output),
-        "run_id": _s(pointer.run_id),
-        "attempt": _n(pointer.attempt),
-        "key": _s(pointer.key),
-        "digest": _s(pointer.digest),
-        "memo_key": _s(pointer.memo_key),
-        "order": _s(pointer.order),
-        "certified_at": _s(_iso(pointer.certified_at)),
-    }
-    if pointer.revoked is not None:
-        item["revoked"] = _s(pointer.revoked)
-    return item
-
-
-def _pointer_from(item: dict[str, Any]) -> CertPointer:
-    return CertPointer(
-        lane=item["lane"]["S"],
-        output=item["output"]["S"],
-        run_id=item["run_id"]["S"],
-        attempt=int(item["attempt"]["N"]),
-        key=item["key"]["S"],
-        digest=item["digest"]["S"],
-        memo_key=item["memo_key"]["S"],
-        order=item["order"]["S"],
-        certified_at=_dt(item["certified_at"]["S"]),
-        revoked=item["revoked"]["S"] if "revoked" in item else None,
-    )
-
-
 def _run_from(item: dict[str, Any]) -> RunRecord:
     return RunRecord(
         run_id=item["run_id"]["S"],
@@ -412,62 +382,55 @@ class DynamoLedger:
             raise StoreError(f"cannot index receipt {row.key}: {exc}") from exc
 
     def receipts(self, run_id: str, output: str | None = None) -> list[ReceiptRow]:
-        rows = [_row_from(item) for item in self._query(f"RUN#{run_id}", begins="RECEIPT#")]
-        if output is not None:
-            rows = [row for row in rows if row.output == output]
-        return sorted(rows, key=lambda r: (r.output, r.attempt, KIND_ORDER.get(r.kind, 9), r.key))
+        # receipt keys start with receipts/RUN/OUTPUT/, so one output is a key-prefix query, not a filter
+        prefix = f"RECEIPT#receipts/{run_id}/" + (f"{output}/" if output is not None else "")
+        rows = [_row_from(item) for item in self._query(f"RUN#{run_id}", begins=prefix)]
+        if output is None:  # manifests live at receipts/RUN/manifest-NNNN.json
+            return rows
+        return [row for row in rows if row.output == output]
 
-    # -- certification pointer
+    # -- certification pointer: the pointer item, its history (one item per version) and a listing row
 
-    def certify(self, pointer: CertPointer, event: LaneEvent) -> None:
-        pointer = dataclasses.replace(pointer, revoked=None)
-        item = _pointer_item(pointer)
+    def swap_pointer(self, expected_version: int, pointer: CertPointer, event: LaneEvent) -> CertPointer:
+        stored = dataclasses.replace(pointer, version=expected_version + 1)
+        body = {"body": _s(pointer_to_json(stored)), "version": _n(stored.version)}
+        pk = f"CERT#{pointer.lane}#{pointer.output}"
+        if expected_version:
+            condition: dict[str, Any] = {"ConditionExpression": "#v = :expected",
+                                         "ExpressionAttributeNames": {"#v": "version"},
+                                         "ExpressionAttributeValues": {":expected": _n(expected_version)}}
+        else:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
         try:
             self.db.transact_write_items(TransactItems=[
-                {"Put": {
-                    "TableName": self.table, "Item": item,
-                    "ConditionExpression": "attribute_not_exists(pk) OR attribute_exists(revoked) OR #order < :order",
-                    "ExpressionAttributeNames": {"#order": "order"},
-                    "ExpressionAttributeValues": {":order": _s(pointer.order)},
-                }},
+                {"Put": {"TableName": self.table, "Item": {"pk": _s(pk), "sk": _s("POINTER"), **body}, **condition}},
+                {"Put": {"TableName": self.table, "Item": {"pk": _s(pk), "sk": _s(f"STATE#{stored.version:010d}"),
+                                                           **body},
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self.table,
+                         "Item": {"pk": _s("POINTERS"), "sk": _s(f"{pointer.lane}#{pointer.output}"), **body}}},
                 {"Put": {"TableName": self.table, "Item": self._outbox_item(event)}},
                 {"Put": {"TableName": self.table, "Item": self._marker_item(event)}},
             ])
         except ClientError as exc:
             if _cancelled_by_condition(exc):
-                current = self.current(pointer.lane, pointer.output)
                 raise ConditionFailed(
-                    f"{pointer.lane}/{pointer.output}: certification {pointer.key} (order {pointer.order}) "
-                    f"not applied; the pointer holds {current.key if current else None} "
-                    f"(order {current.order if current else None})"
+                    f"{pointer.lane}/{pointer.output}: the pointer moved (expected version {expected_version})"
                 ) from None
-            raise StoreError(f"cannot certify {pointer.lane}/{pointer.output}: {exc}") from exc
+            raise StoreError(f"cannot move the pointer of {pointer.lane}/{pointer.output}: {exc}") from exc
+        return stored
 
     def current(self, lane: str, output: str) -> CertPointer | None:
         item = self._get(f"CERT#{lane}#{output}", "POINTER")
-        return _pointer_from(item) if item else None
+        return pointer_from_json(item["body"]["S"]) if item else None
 
-    def revoke(self, lane: str, output: str, reason: str) -> CertPointer:
-        try:
-            response = self.db.update_item(
-                TableName=self.table,
-                Key={"pk": _s(f"CERT#{lane}#{output}"), "sk": _s("POINTER")},
-                UpdateExpression="SET revoked = :reason",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":reason": _s(reason)},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise NotFound(f"{lane}/{output} has no certification to revoke") from None
-            raise StoreError(f"cannot revoke {lane}/{output}: {exc}") from exc
-        return _pointer_from(response["Attributes"])
+    def history(self, lane: str, output: str) -> list[CertPointer]:
+        return [pointer_from_json(item["body"]["S"])
+                for item in self._query(f"CERT#{lane}#{output}", begins="STATE#")]
 
-    def find_memo(self, lane: str, output: str, memo_key: str) -> CertPointer | None:
-        current = self.current(lane, output)
-        if current is None or current.revoked is not None or current.memo_key != memo_key:
-            return None
-        return current
+    def pointers(self, lane: str | None = None) -> list[CertPointer]:
+        items = self._query("POINTERS", begins=f"{lane}#" if lane else None)
+        return sorted((pointer_from_json(item["body"]["S"]) for item in items), key=lambda p: (p.lane, p.output))
 
     # -- outbox
 
@@ -520,8 +483,7 @@ class EventBridgeBus:
         return {
             "Source": self.source,
             "DetailType": event.type,
-            # the same shape as a line of the local event log: the stable id (consumers dedupe on it) + the event
-            "Detail": json.dumps({"id": event.event_id(), **event.model_dump(mode="json")}, sort_keys=True),
+            "Detail": json.dumps(event.envelope(), sort_keys=True),  # the same shape as the local event log
             "EventBusName": self.bus_name,
             "Time": event.time,
             "Resources": [],

@@ -6,11 +6,13 @@ implement these; one contract test suite (tests/contract/) runs against both.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from batchlane.receipts import FileDigest, LaneEvent, Trigger
 
@@ -27,7 +29,6 @@ class NotFound(StoreError):
     pass
 
 
-@runtime_checkable
 class ObjectStore(Protocol):
     """Keys are '/'-separated paths (``staging/...``, ``receipts/...``)."""
 
@@ -97,13 +98,36 @@ class CertPointer:
     order: str         # sortable: the pointer never moves to a smaller order
     certified_at: datetime
     revoked: str | None = None   # reason, when revoked
+    revoked_at: datetime | None = None
+    revocation: str | None = None   # key of the revoke receipt
+    version: int = 0             # compare-and-swap token: 1 after the first swap, +1 on every swap
+
+    @property
+    def live(self) -> bool:
+        return self.revoked is None
+
+
+def pointer_to_json(pointer: CertPointer) -> str:
+    """The one serialized form of a pointer, shared by the adapters."""
+    body = dataclasses.asdict(pointer)
+    for name in ("certified_at", "revoked_at"):
+        if body[name] is not None:
+            body[name] = body[name].isoformat()
+    return json.dumps(body, sort_keys=True)
+
+
+def pointer_from_json(text: str) -> CertPointer:
+    body = json.loads(text)
+    for name in ("certified_at", "revoked_at"):
+        if body.get(name) is not None:
+            body[name] = datetime.fromisoformat(body[name])
+    return CertPointer(**body)
 
 
 class ConditionFailed(StoreError):
     """A conditional ledger write lost (e.g. the pointer already holds a newer certification)."""
 
 
-@runtime_checkable
 class Ledger(Protocol):
     def create_run(self, run: RunRecord) -> RunRecord:
         """Register a run; returns the stored record (the existing one if the run id was registered before)."""
@@ -120,22 +144,24 @@ class Ledger(Protocol):
         """Index a receipt; raises AlreadyExists for a second row with the same key."""
 
     def receipts(self, run_id: str, output: str | None = None) -> list[ReceiptRow]:
-        """Ordered by (output, attempt, kind order)."""
-
-    def certify(self, pointer: CertPointer, event: LaneEvent) -> None:
-        """Move the pointer to this certification and queue its event, together.
-
-        Raises ConditionFailed when the current pointer is live and its order is >= pointer.order.
-        """
+        """Index rows of a run (or of one output of it), in any order: the core sorts (batchlane.evidence)."""
 
     def current(self, lane: str, output: str) -> CertPointer | None:
         """The pointer (revoked pointers are returned too, with ``revoked`` set)."""
 
-    def revoke(self, lane: str, output: str, reason: str) -> CertPointer:
-        """Mark the current pointer revoked; raises NotFound when there is none."""
+    def swap_pointer(self, expected_version: int, pointer: CertPointer, event: LaneEvent) -> CertPointer:
+        """Atomically: if the stored pointer's version is ``expected_version`` (0: no pointer yet), store
+        ``pointer`` with version + 1, append it to the output's history and queue ``event``.
 
-    def find_memo(self, lane: str, output: str, memo_key: str) -> CertPointer | None:
-        """The live certification whose memo key matches, if any."""
+        Raises ConditionFailed when another writer swapped first. Policy (which swaps are allowed) is
+        the core's (batchlane.certification); the adapter only makes the swap atomic.
+        """
+
+    def history(self, lane: str, output: str) -> list[CertPointer]:
+        """Every pointer state ever stored for an output, oldest first (certifications and revocations)."""
+
+    def pointers(self, lane: str | None = None) -> list[CertPointer]:
+        """The current pointer of every output (of one lane, or all), sorted by (lane, output)."""
 
     def queue_event(self, event: LaneEvent) -> None:
         """Put an event in the outbox (for events not tied to a pointer move)."""
@@ -145,7 +171,6 @@ class Ledger(Protocol):
     def mark_published(self, event_ids: list[str]) -> None: ...
 
 
-@runtime_checkable
 class EventBus(Protocol):
     def publish(self, events: list[LaneEvent]) -> list[str]:
         """Publish; returns the ids of events that were accepted (partial failures are left out)."""

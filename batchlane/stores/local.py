@@ -7,6 +7,7 @@ object and a second writer never overwrites the first.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -29,6 +30,9 @@ from batchlane.stores.base import (
     NotFound,
     ReceiptRow,
     RunRecord,
+    StoreError,
+    pointer_from_json,
+    pointer_to_json,
 )
 
 CHUNK = 8 << 20
@@ -40,6 +44,16 @@ def _hash_stream(chunks: Iterator[bytes]) -> tuple[int, str]:
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_chunks(path: Path) -> Iterator[bytes]:
@@ -54,11 +68,22 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(exist_ok=True)
+        self._sweep_tmp()
+
+    def _sweep_tmp(self) -> None:
+        """Temporary files are named after the process writing them; a dead process's leftovers go."""
+        for leftover in self._tmp.iterdir():
+            pid = leftover.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                leftover.unlink(missing_ok=True)
+
+    def _mkstemp(self, suffix: str = "") -> tuple[int, str]:
+        return tempfile.mkstemp(dir=self._tmp, prefix=f"{os.getpid()}-", suffix=suffix)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
         if self.root not in path.parents:
-            raise ValueError(f"key {key!r} escapes the store root")
+            raise StoreError(f"{key} resolves outside the store {self.root} (a link or '..'): refused")
         return path
 
     def uri(self, key: str) -> str:
@@ -78,7 +103,7 @@ class LocalObjectStore:
     def put_once(self, key: str, data: bytes) -> None:
         if self._path(key).exists():
             raise AlreadyExists(f"{key} already exists (write-once)")
-        fd, name = tempfile.mkstemp(dir=self._tmp)
+        fd, name = self._mkstemp()
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -110,7 +135,7 @@ class LocalObjectStore:
 
     def staging_file(self, suffix: str = "") -> Path:
         """A temporary file inside the store (same filesystem, so publishing is a link)."""
-        fd, name = tempfile.mkstemp(dir=self._tmp, suffix=suffix)
+        fd, name = self._mkstemp(suffix)
         os.close(fd)
         return Path(name)
 
@@ -163,25 +188,15 @@ CREATE TABLE IF NOT EXISTS receipts (
     key TEXT PRIMARY KEY, run_id TEXT NOT NULL, output TEXT NOT NULL, attempt INTEGER NOT NULL,
     kind TEXT NOT NULL, digest TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS receipts_by_run ON receipts (run_id, output, attempt);
-CREATE TABLE IF NOT EXISTS pointers (
-    lane TEXT NOT NULL, output TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    key TEXT NOT NULL, digest TEXT NOT NULL, memo_key TEXT NOT NULL, ord TEXT NOT NULL,
-    certified_at TEXT NOT NULL, revoked TEXT, PRIMARY KEY (lane, output));
-CREATE TABLE IF NOT EXISTS certifications (
-    key TEXT PRIMARY KEY, lane TEXT NOT NULL, output TEXT NOT NULL, memo_key TEXT NOT NULL, ord TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pointer_states (
+    lane TEXT NOT NULL, output TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (lane, output, version));
 CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT PRIMARY KEY, body TEXT NOT NULL, queued_at TEXT NOT NULL, published_at TEXT);
 """
 
-_KIND_ORDER = {"materialize": 0, "check": 1, "gate": 2, "manifest": 3}
-
-
 def _pointer(row: sqlite3.Row) -> CertPointer:
-    return CertPointer(
-        lane=row["lane"], output=row["output"], run_id=row["run_id"], attempt=row["attempt"], key=row["key"],
-        digest=row["digest"], memo_key=row["memo_key"], order=row["ord"],
-        certified_at=datetime.fromisoformat(row["certified_at"]), revoked=row["revoked"],
-    )
+    return pointer_from_json(row["body"])
 
 
 class SqliteLedger:
@@ -282,49 +297,40 @@ class SqliteLedger:
             )
             for r in self._connection().execute(query, params)
         ]
-        return sorted(rows, key=lambda r: (r.output, r.attempt, _KIND_ORDER.get(r.kind, 9)))
+        return rows
 
-    def certify(self, pointer: CertPointer, event: LaneEvent) -> None:
+    # The pointer is the newest row of pointer_states: history and pointer in one table, so a swap is one
+    # INSERT whose primary key (lane, output, version) makes a lost race fail instead of overwriting.
+    _LATEST = ("SELECT * FROM pointer_states WHERE lane=? AND output=? ORDER BY version DESC LIMIT 1")
+
+    def swap_pointer(self, expected_version: int, pointer: CertPointer, event: LaneEvent) -> CertPointer:
+        stored = dataclasses.replace(pointer, version=expected_version + 1)
         with self._tx() as db:
-            current = db.execute(
-                "SELECT * FROM pointers WHERE lane=? AND output=?", (pointer.lane, pointer.output)
-            ).fetchone()
-            if current is not None and current["revoked"] is None and current["ord"] >= pointer.order:
+            latest = db.execute(self._LATEST, (pointer.lane, pointer.output)).fetchone()
+            if (latest["version"] if latest else 0) != expected_version:
                 raise ConditionFailed(
-                    f"{pointer.lane}/{pointer.output}: certification of run {current['run_id']} "
-                    f"attempt {current['attempt']} is newer or the same"
+                    f"{pointer.lane}/{pointer.output}: the pointer moved (version {latest['version'] if latest else 0},"
+                    f" expected {expected_version})"
                 )
-            db.execute(
-                "INSERT OR REPLACE INTO pointers VALUES (?,?,?,?,?,?,?,?,?,NULL)",
-                (pointer.lane, pointer.output, pointer.run_id, pointer.attempt, pointer.key, pointer.digest,
-                 pointer.memo_key, pointer.order, pointer.certified_at.isoformat()),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO certifications VALUES (?,?,?,?,?)",
-                (pointer.key, pointer.lane, pointer.output, pointer.memo_key, pointer.order),
-            )
+            db.execute("INSERT INTO pointer_states VALUES (?,?,?,?)",
+                       (stored.lane, stored.output, stored.version, pointer_to_json(stored)))
             self._queue(db, event)
+        return stored
 
     def current(self, lane: str, output: str) -> CertPointer | None:
-        row = self._connection().execute("SELECT * FROM pointers WHERE lane=? AND output=?", (lane, output)).fetchone()
+        row = self._connection().execute(self._LATEST, (lane, output)).fetchone()
         return _pointer(row) if row else None
 
-    def revoke(self, lane: str, output: str, reason: str) -> CertPointer:
-        with self._tx() as db:
-            updated = db.execute(
-                "UPDATE pointers SET revoked=? WHERE lane=? AND output=?", (reason or "revoked", lane, output)
-            ).rowcount
-        if not updated:
-            raise NotFound(f"{lane}/{output} has no certification to revoke")
-        pointer = self.current(lane, output)
-        assert pointer is not None
-        return pointer
+    def history(self, lane: str, output: str) -> list[CertPointer]:
+        rows = self._connection().execute(
+            "SELECT * FROM pointer_states WHERE lane=? AND output=? ORDER BY version", (lane, output))
+        return [_pointer(row) for row in rows]
 
-    def find_memo(self, lane: str, output: str, memo_key: str) -> CertPointer | None:
-        pointer = self.current(lane, output)
-        if pointer and pointer.revoked is None and pointer.memo_key == memo_key:
-            return pointer
-        return None
+    def pointers(self, lane: str | None = None) -> list[CertPointer]:
+        query = ("SELECT p.* FROM pointer_states p JOIN (SELECT lane, output, MAX(version) AS v FROM pointer_states"
+                 " GROUP BY lane, output) m ON p.lane=m.lane AND p.output=m.output AND p.version=m.v")
+        rows = self._connection().execute(query + (" WHERE p.lane=?" if lane else ""), (lane,) if lane else ())
+        return sorted((_pointer(row) for row in rows), key=lambda p: (p.lane, p.output))
 
     @staticmethod
     def _queue(db: sqlite3.Connection, event: LaneEvent) -> None:
@@ -360,10 +366,7 @@ class JsonlEventLog:
     def publish(self, events: list[LaneEvent]) -> list[str]:
         if not events:
             return []
-        lines = "".join(
-            json.dumps({"id": event.event_id(), **event.model_dump(mode="json")}, sort_keys=True) + "\n"
-            for event in events
-        )
+        lines = "".join(json.dumps(event.envelope(), sort_keys=True) + "\n" for event in events)
         with open(self.path, "a", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.write(lines)

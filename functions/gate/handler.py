@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled, verify_files
-from batchlane.materialize import record_crash
+from batchlane.recording import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
 from batchlane.spec import LaneSpec

@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_TEXT = (ROOT / "statemachines" / "lane.asl.json").read_text()
-SUBSTITUTIONS = {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionArn", "LaneName"}
+SUBSTITUTIONS = {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionName", "MaterializeTimeoutSeconds",
+                 "LaneName"}
 LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Lambda.AWSLambdaException",
                     "Lambda.SdkClientException"}
 
@@ -28,7 +29,7 @@ def _definition() -> dict:
 
 def test_only_the_agreed_substitutions_and_jsonpath():
     assert set(re.findall(r"\$\{(\w+)\}", ASL_TEXT)) == SUBSTITUTIONS
-    definition = _definition()
+    assert _definition()["StartAt"] == "Plan"    # valid JSON once substituted
     assert "QueryLanguage" not in ASL_TEXT and "{%" not in ASL_TEXT  # JSONPath, never JSONata
 
 
@@ -48,7 +49,7 @@ def test_flow_plan_map_close_settle():
 def test_iterations_catch_everything_and_never_fail():
     iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
     assert not [name for name, state in iteration.items() if state["Type"] == "Fail"]
-    for name in ("Begin", "Materialize", "RecordCrash", "Check", "Decide"):
+    for name in ("Begin", "Materialize", "RecordCrash", "Check", "Decide", "RecordCheckFailure"):
         assert any("States.ALL" in catch["ErrorEquals"] for catch in iteration[name]["Catch"]), name
     job = iteration["Materialize"]
     assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
@@ -76,9 +77,9 @@ def test_state_carries_references_not_receipts():
 
 
 def test_bundle_layout_matches_the_dockerfile_and_handlers():
-    dockerfile = (ROOT / "functions" / "materialize" / "Dockerfile").read_text()
-    assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
-    for source in re.findall(r"^COPY (\S+) ", dockerfile, flags=re.M):
+    dockerfile = (ROOT / "image" / "Dockerfile").read_text()
+    assert dockerfile.startswith("#") and "FROM python:3.13-slim" in dockerfile
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, flags=re.MULTILINE):
         if "$" not in source:
             assert (ROOT / source).exists(), source
     assert "/app/functions/materialize/main.py" in ASL_TEXT and (ROOT / "functions/materialize/main.py").is_file()

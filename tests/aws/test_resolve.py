@@ -31,7 +31,7 @@ def certified(tmp_path) -> Iterator[tuple[dict, object]]:
         spec = load_spec(spec_path)
         plan = plan_run(backend, spec, outputs=[OUTPUT])
         start = begin_output(backend, spec, plan.run_id, OUTPUT)
-        materialize(backend, spec, plan.run_id, OUTPUT, start.attempt, job_id="test")
+        materialize(backend.store, spec, plan.run_id, OUTPUT, start.attempt, job_id="test")
         assert decide(backend, spec, plan.run_id, OUTPUT, start.attempt).decision == "certified"
         yield {"run_id": plan.run_id, "backend": backend}, ROOT / "functions" / "gate" / "handler.py"
 
@@ -63,7 +63,9 @@ def test_resolve_refuses_uncertified_and_revoked(certified, monkeypatch):
         gate.handler({"action": "resolve", "output": "orders_clean"})
     with pytest.raises(gate.BadRequest, match="no output 'nope'"):
         gate.handler({"action": "resolve", "output": "nope"})
-    context["backend"].ledger.revoke("orders", OUTPUT, "recalled")
+    from batchlane.gate import revoke
+
+    revoke(context["backend"], "orders", OUTPUT, "recalled")
     with pytest.raises(gate.NotCertifiedError, match="revoked \\(recalled\\)"):
         gate.handler({"action": "resolve", "output": OUTPUT})
 

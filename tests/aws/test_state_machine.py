@@ -139,7 +139,7 @@ def test_materializer_crash_is_recorded_rejected_and_redriven(moto_endpoint, tmp
         result = lane.run({"outputs": ["customers_clean", "order_payments"]}, name="run-crash")
         assert result["status"] == "FAILED" and result["error"] == "OutputsUncertified"
         assert "not certified: order_payments. order_payments: failed: " in _message(result)
-        assert "ended without a receipt" in _message(result) and "exit code 3" in _message(result)
+        assert "ended without a report" in _message(result) and "exit code 3" in _message(result)
         crashed = [job for job in lane.calls["batch"] if "order_payments" in job["command"]]
         assert [job["exit_code"] for job in crashed] == [3]
 
@@ -148,7 +148,7 @@ def test_materializer_crash_is_recorded_rejected_and_redriven(moto_endpoint, tmp
 
         receipt = load_receipt(backend, "run-crash", "order_payments", 1, "materialize")
         assert receipt.status == "failed"
-        assert "ended without a receipt" in receipt.error and "exit code 3" in receipt.error
+        assert "ended without a report" in receipt.error and "exit code 3" in receipt.error
         assert receipt.job_id == crashed[0]["job_id"]
         gate = load_receipt(backend, "run-crash", "order_payments", 1, "gate")
         assert gate.decision == "rejected"

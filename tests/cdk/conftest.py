@@ -1,134 +1,34 @@
-"""One CDK synth per test run (jsii start + synth ~5 s), shared by every test in tests/cdk.
-
-Two lane stacks in one app, both under cdk-nag AwsSolutions:
-  * `default`: the shipped example lane exactly as `make synth` builds it (examples/orders/lane.yaml,
-    statemachines/lane.asl.json, functions/materialize/Dockerfile), plus a schedule; no built layer,
-    so the managed-layer fallback is what it exercises.
-  * `options`: a fixture lane with s3:// inputs, an imported VPC, Object Lock, a consumer principal,
-    an alarm topic, a custom DataLanded pattern and a built (fake) dependency layer.
-"""
+"""tests/cdk: the session's one CDK synth (tests/support/synth.py) and template helpers."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:  # `support` helpers
+    sys.path.insert(0, str(TESTS))
 
-REPO = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FIXTURE_SPEC = FIXTURES / "lane" / "lane.yaml"
-if str(REPO) not in sys.path:  # app.py and stacks/ live at the repo root (not an installed package)
-    sys.path.insert(0, str(REPO))
+from support.synth import (
+    COPY_CONTEXT,
+    FIXTURE_SPEC,
+    FIXTURES,
+    OPTIONS_CONTEXT,
+    OPTIONS_KMS_KEY,
+    REPO,
+    Synth,
+    session_synth,
+)
 
-OPTIONS_CONTEXT = {
-    "spec": str(FIXTURE_SPEC),
-    "stack_name": "Batchlane-options",
-    "vpc_id": "vpc-0123456789abcdef0",
-    "subnet_ids": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
-    "object_lock_days": 365,
-    "object_lock_mode": "COMPLIANCE",
-    "consumer_principal": "123456789012",
-    "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:lane-alarms",
-    "landed_event_pattern": json.dumps({"source": ["upstream.ingest"], "detail-type": ["FilesLanded"]}),
-}
-
-
-@dataclass
-class Synth:
-    outdir: Path
-    templates: dict[str, dict[str, Any]]
-    stack_names: dict[str, str]
-    acknowledged: dict[str, str]          # "construct/path rule" -> reason (AwsSolutions only)
-    error: str | None
-    report: dict[str, Any] | None
-
-    def template(self, which: str) -> dict[str, Any]:
-        return self.templates[which]
-
-
-def _synthesize(root: Path) -> dict[str, Any]:
-    """Build and synth the two-stack app under cdk-nag; return what the tests need as JSON-able facts."""
-    import aws_cdk as cdk
-    from app import add_lane_stack, cdk_json_context, new_app
-    from stacks.nag import add_nag
-
-    outdir = root / "cdk.out"
-    layer = root / "layer"
-    (layer / "python" / "yaml").mkdir(parents=True, exist_ok=True)
-    (layer / "python" / "yaml" / "__init__.py").write_text("# fake layer content for the synth test\n")
-    app = new_app(outdir=str(outdir))
-    defaults = cdk_json_context()
-    stacks = {
-        "default": add_lane_stack(app, {**defaults, "schedule": "rate(1 day)", "layer_dir": str(root / "no-layer")}),
-        "options": add_lane_stack(app, {**defaults, **OPTIONS_CONTEXT, "layer_dir": str(layer)}),
-    }
-    add_nag(app)
-    error = None
-    try:
-        app.synth()
-    except Exception as exc:  # noqa: BLE001 - reported by test_nag_clean with the findings
-        error = f"{type(exc).__name__}: {exc}"
-    acknowledged = {}
-    for stack in stacks.values():
-        for construct in stack.node.find_all():
-            for entry in construct.node.metadata:
-                if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
-                    for rule, reason in entry.data.items():
-                        if "AwsSolutions-" in rule:   # (CDK acknowledges some of its own template checks)
-                            acknowledged[f"{construct.node.path} {rule}"] = reason
-    return {"stack_names": {which: stack.stack_name for which, stack in stacks.items()},
-            "acknowledged": acknowledged, "error": error}
+__all__ = ["COPY_CONTEXT", "FIXTURES", "FIXTURE_SPEC", "OPTIONS_CONTEXT", "OPTIONS_KMS_KEY", "REPO", "Synth"]
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Synthesized once per test run, even across xdist workers: the first worker to take the lock
-    synthesizes into a directory shared by the run; the others wait for its facts and read the files.
-    (pytest 9 + xdist 3.8 ignore `xdist_group` under --dist loadgroup, so the cdk tests may be spread.)"""
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "batchlane-cdk-synth"
-    root.mkdir(exist_ok=True)
-    facts_path = root / "facts.json"
-    try:
-        os.close(os.open(root / "owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        owner = True
-    except FileExistsError:
-        owner = False
-    if owner:
-        try:
-            facts = _synthesize(root)
-        except Exception as exc:  # noqa: BLE001 - a construct error: every cdk test reports it
-            facts = {"stack_names": {}, "acknowledged": {}, "error": f"{type(exc).__name__}: {exc}"}
-        partial = root / "facts.json.tmp"
-        partial.write_text(json.dumps(facts))
-        partial.rename(facts_path)
-    deadline = time.monotonic() + 300
-    while not facts_path.exists():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out waiting for another worker's CDK synth")
-        time.sleep(0.1)
-    facts = json.loads(facts_path.read_text())
-    if not facts["stack_names"]:
-        pytest.fail(f"the lane stacks could not be built: {facts['error']}")
-    outdir = root / "cdk.out"
-    report_path = outdir / "validation-report.json"
-    return Synth(
-        outdir=outdir,
-        templates={which: json.loads((outdir / f"{name}.template.json").read_text())
-                   for which, name in facts["stack_names"].items()},
-        stack_names=facts["stack_names"],
-        acknowledged=facts["acknowledged"],
-        error=facts["error"],
-        report=json.loads(report_path.read_text()) if report_path.is_file() else None,
-    )
+    return session_synth(tmp_path_factory)
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -159,9 +59,16 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def logical(template: dict[str, Any], kind: str, construct: str) -> str:
+    """The logical id of the one resource of `kind` whose id contains the construct id (e.g. "JobRole")."""
+    found = [name for name in resources(template, kind) if construct in name]
+    assert len(found) == 1, f"{kind} {construct}: {found}"
+    return found[0]
+
+
 def role_statements(template: dict[str, Any], role_prefix: str) -> list[dict[str, Any]]:
-    """Statements of the default policy attached to the role whose logical id starts with role_prefix."""
-    roles = [name for name in resources(template, "AWS::IAM::Role") if name.startswith(role_prefix)]
+    """Statements of the default policy attached to the role whose logical id contains role_prefix."""
+    roles = [name for name in resources(template, "AWS::IAM::Role") if role_prefix in name]
     assert len(roles) == 1, f"role {role_prefix}: {roles}"
     found = []
     for body in resources(template, "AWS::IAM::Policy").values():

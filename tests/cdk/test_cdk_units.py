@@ -22,10 +22,11 @@ def test_real_asl_needs_lambda_and_batch_sync_only():
     from stacks.asl import read_asl
 
     usage = read_asl(REPO / "statemachines" / "lane.asl.json")
-    assert usage.substitutions == {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionArn", "LaneName"}
+    assert usage.substitutions == {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionName",
+                                   "MaterializeTimeoutSeconds", "LaneName"}
     assert usage.lambda_function_substitutions == {"GateFunctionArn", "CheckFunctionArn"}
     assert usage.integrations == {"batch:submitJob.sync"}
-    assert usage.batch_sync and not usage.put_events and not usage.distributed_map
+    assert usage.batch_sync and not usage.put_events and not usage.distributed_map and not usage.batch_tags
 
 
 def test_optimized_lambda_invoke_style_is_understood_too():
@@ -81,7 +82,8 @@ def test_unknown_substitution_and_jsonata_fail(tmp_path):
     ({"log_retention_days": 42}, "log_retention_days"),
     ({"job_vcpu": 3}, "Fargate vCPU"),
     ({"landed_event_pattern": "{not json"}, "landed_event_pattern"),
-    ({"managed_layer_arns": {"eu-west-1": "arn:aws:lambda:us-east-1:336392948345:layer:X:1"}}, "managed_layer_arns.eu-west-1"),
+    ({"input_kms_key_arns": "alias/landing"}, "input_kms_key_arns"),
+    ({"runnable_timeout_minutes": 5}, "runnable_timeout_minutes"),
 ])
 def test_bad_context_fails_with_the_key(context, message):
     from stacks.settings import LaneSettings, SettingsError
@@ -96,23 +98,32 @@ def test_cdk_json_context_is_valid():
 
     settings = LaneSettings.from_context(cdk_json_context())
     assert settings.spec == REPO / "examples" / "orders" / "lane.yaml"
-    assert settings.managed_layer_arns and settings.vpc_id is None and settings.schedule is None
+    assert settings.vpc_id is None and settings.schedule is None and settings.input_kms_key_arns == ()
+    assert (REPO / settings.dockerfile).is_file() and settings.runnable_timeout_minutes == 30
 
 
-def test_bundle_keeps_core_functions_and_spec_dir_only():
-    from stacks.lane_stack import stage_bundle
+def test_bundle_keeps_core_functions_locks_and_spec_dir_only():
+    from stacks.image import stage_bundle
 
-    staged = stage_bundle(REPO, Path("examples/orders"), ["functions/materialize/Dockerfile"])
+    staged = stage_bundle(REPO, Path("examples/orders"), ["image/Dockerfile"])
     top = sorted(p.name for p in staged.iterdir())
-    assert top == ["batchlane", "examples", "functions", "pyproject.toml", "requirements.txt"]
+    assert top == ["batchlane", "examples", "functions", "image", "pyproject.toml", "requirements"]
     assert (staged / "examples" / "orders" / "transforms.py").is_file()
     assert not list(staged.rglob("__pycache__"))
 
 
-def test_layer_pins_come_from_requirements():
-    from stacks.build_layer import RUNTIME_PACKAGES, pinned
+def test_input_scopes_are_the_prefixes_before_the_first_glob():
+    from batchlane.spec import load_spec
+    from stacks.common import InputScopes
 
-    pins = pinned(REPO / "requirements.txt", RUNTIME_PACKAGES)
-    names = {pin.split("==")[0].lower().replace("_", "-") for pin in pins}
-    assert {"pyarrow", "pandas", "numpy", "pydantic", "pydantic-core", "pyyaml", "boto3"} <= names
-    assert all("==" in pin for pin in pins)
+    scopes = InputScopes.from_spec(load_spec(FIXTURES / "lane" / "lane.yaml"))
+    assert scopes.prefixes == {"upstream-landing-bucket": ("customers/", "orders/2026/")}
+    assert not InputScopes.from_spec(load_spec(REPO / "examples" / "orders" / "lane.yaml"))
+
+
+def test_materialize_timeout_covers_runnable_start_and_the_job():
+    from stacks.lane_stack import JOB_START_MARGIN_SECONDS, materialize_timeout_seconds
+    from stacks.settings import LaneSettings
+
+    settings = LaneSettings.from_context({"job_timeout_minutes": 120, "runnable_timeout_minutes": 45})
+    assert materialize_timeout_seconds(settings) == 165 * 60 + JOB_START_MARGIN_SECONDS

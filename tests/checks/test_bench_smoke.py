@@ -38,6 +38,25 @@ def test_the_benchmark_dataset_is_deterministic(tmp_path):
     assert first.path.read_bytes() == second.path.read_bytes()
 
 
+def test_ours_reads_every_checked_column_and_decides_from_data(tmp_path, monkeypatch):
+    """The timed contender is a full data check: every contract column is read, no footer shortcut."""
+    from batchlane.checking import engine
+    from benchmarks import contenders
+    from benchmarks.data import CHECKED_COLUMNS, ensure_dataset
+
+    read: list[tuple[str, ...]] = []
+    original = engine._row_groups
+
+    def spy(product, file, names, counting_leaf=None):
+        read.append(tuple(names))
+        return original(product, file, names, counting_leaf)
+
+    monkeypatch.setattr(engine, "_row_groups", spy)
+    dataset = ensure_dataset(5_000, tmp_path, row_group_size=1_000)
+    assert contenders.ours(dataset)
+    assert [set(names) for names in read] == [set(CHECKED_COLUMNS)]
+
+
 @pytest.mark.parametrize("key", ["P1", "P2", "P4"])
 def test_targets_are_judged_in_the_right_direction(key):
     _, comparison, bound = bench.TARGETS[key]

@@ -102,7 +102,8 @@ def test_now_judges_freshness(tmp_path, capsys):
 def test_registered_in_the_lane_command(files):
     contract, _, bad = files
     base = [sys.executable, "-c", "import sys; from batchlane.cli import main; sys.exit(main())", "check"]
-    failed = subprocess.run([*base, str(bad), "--contract", str(contract), "--json"], capture_output=True, text=True)
+    failed = subprocess.run([*base, str(bad), "--contract", str(contract), "--json"], capture_output=True, text=True,
+                            check=False)
     assert failed.returncode == 1 and json.loads(failed.stdout)["verdict"] == "FAIL"
-    helped = subprocess.run([*base, "--help"], capture_output=True, text=True)
+    helped = subprocess.run([*base, "--help"], capture_output=True, text=True, check=False)
     assert helped.returncode == 0 and "exit status: 0 PASS, 1 FAIL, 2" in helped.stdout

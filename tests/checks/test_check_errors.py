@@ -61,17 +61,6 @@ def test_zero_row_file_is_checked_not_rejected(tmp_path):
     assert [r.rule for r in outcome.rules if not r.passed] == ["row_count"]
 
 
-def test_data_contradicting_its_footer_is_a_check_error(tmp_path, monkeypatch):
-    from batchlane.checking import footer
-
-    path = write(tmp_path, {"id": pa.array([1, 2, 30], pa.int64())})
-    lying = footer.ColumnFooter(rows=3, null_count=0, bounds_known=True, minimum=1, maximum=3)
-    monkeypatch.setattr("batchlane.checking.engine.column_footer", lambda parquet, name, arrow_type: lying)
-    # the dense uniqueness path trusts the footer range, and must notice when it is wrong
-    with pytest.raises(CheckError, match="product.parquet: cannot evaluate the contract: key outside the range"):
-        check(path, contract({"id": {"unique": True}}))
-
-
 def test_ambiguous_duplicate_column_names_fail_the_rule(tmp_path):
     import pyarrow.parquet as pq
 

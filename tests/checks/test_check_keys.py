@@ -111,11 +111,19 @@ def test_dense_range_refuses_sparse_keys():
     assert not collector.use_range(0, 10**12)
 
 
-def test_data_outside_its_footer_range_is_an_error():
+def test_a_key_outside_the_claimed_range_falls_back_to_sorting_all_keys():
+    batches = [pa.array([3, 42]), pa.array([7, 42, None])]
     collector = keys.KeyCollector(["k"], [pa.int64()], capacity=10)
-    collector.use_range(0, 9)
-    with pytest.raises(ValueError, match="footer"):
-        collector.add([pa.array([3, 42])])
+    assert collector.use_range(0, 9)  # the footer's claim, false for 42
+    for batch in batches:
+        collector.add([batch])
+    report = collector.finish(rescan=lambda columns: (pa.record_batch({"k": batch}) for batch in batches))
+    assert (report.non_null, report.duplicate_rows, report.sample) == (4, 1, [42])
+
+
+def test_a_claimed_range_too_large_for_memory_is_not_used():
+    collector = keys.KeyCollector(["k"], [pa.int64()], capacity=10**12)  # a footer can claim any row count
+    assert not collector.use_range(0, 10**11)
 
 
 def _reference(rows):
@@ -139,7 +147,7 @@ def test_uniqueness_matches_a_plain_python_count(tmp_path, monkeypatch, seed, co
     path = write(tmp_path, {"n": pa.array(numbers, pa.int64()), "w": words}, row_group_size=333)
     rules = contract({"n": {"unique": True}, "w": {"unique": True}}, unique=[["n", "w"]])
     for statistics in (True, False):
-        outcome = check(path, rules, _use_statistics=statistics)
+        outcome = check(path, rules, _footer_hints=statistics)
         for label, rows in (("n", [(v,) for v in numbers]), ("w", [(v,) for v in words]),
                             ("n,w", list(zip(numbers, words)))):
             duplicates, repeated, non_null = _reference(rows)

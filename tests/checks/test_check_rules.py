@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from batchlane.checks import ReferenceUnavailable
-from tests.checks.helpers import NOW, check, contract, rule, write
+from tests.checks.helpers import check, contract, rule, write
 
 
 def test_clean_product_passes_and_describes_its_file(tmp_path):
@@ -66,14 +66,16 @@ def test_type(tmp_path, declared, array, passes):
 
 
 def test_type_mismatch_reports_the_arrow_type(tmp_path):
-    result = rule(check(write(tmp_path, {"c": pa.array([1], pa.int32())}), contract({"c": {"type": "int64"}})), "type", "c")
+    path = write(tmp_path, {"c": pa.array([1], pa.int32())})
+    result = rule(check(path, contract({"c": {"type": "int64"}})), "type", "c")
     assert result.observed == "int32"
     assert "int32" in result.detail
 
 
 def test_missing_column_is_a_failed_rule_not_a_crash(tmp_path):
     path = write(tmp_path, {"id": [1, 2]})
-    outcome = check(path, contract({"absent": {"type": "int64", "not_null": True, "unique": True}}, unique=[["id", "gone"]]))
+    outcome = check(path, contract({"absent": {"type": "int64", "not_null": True, "unique": True}},
+                                   unique=[["id", "gone"]]))
     assert outcome.verdict == "FAIL"
     exists = rule(outcome, "exists", "absent")
     assert not exists.passed and exists.observed == "missing" and "absent" in exists.detail
@@ -82,7 +84,8 @@ def test_missing_column_is_a_failed_rule_not_a_crash(tmp_path):
 
 
 def test_not_null(tmp_path):
-    ok = rule(check(write(tmp_path, {"c": [1.0, float("nan")]}, "ok.parquet"), contract({"c": {"not_null": True}})), "not_null", "c")
+    ok_path = write(tmp_path, {"c": [1.0, float("nan")]}, "ok.parquet")
+    ok = rule(check(ok_path, contract({"c": {"not_null": True}})), "not_null", "c")
     assert ok.passed and ok.observed == 0  # NaN is a value, not a null
     bad = rule(check(write(tmp_path, {"c": [1, None, 3, None]}), contract({"c": {"not_null": True}})), "not_null", "c")
     assert not bad.passed
@@ -91,9 +94,11 @@ def test_not_null(tmp_path):
 
 
 def test_unique_ignores_nulls_and_samples_duplicated_keys(tmp_path):
-    ok = rule(check(write(tmp_path, {"c": [1, None, 2, None]}, "ok.parquet"), contract({"c": {"unique": True}})), "unique", "c")
+    ok_path = write(tmp_path, {"c": [1, None, 2, None]}, "ok.parquet")
+    ok = rule(check(ok_path, contract({"c": {"unique": True}})), "unique", "c")
     assert ok.passed and ok.observed == 0
-    bad = rule(check(write(tmp_path, {"c": [5, 1, 5, 2, 5, 1, None]}), contract({"c": {"unique": True}})), "unique", "c")
+    bad_path = write(tmp_path, {"c": [5, 1, 5, 2, 5, 1, None]})
+    bad = rule(check(bad_path, contract({"c": {"unique": True}})), "unique", "c")
     assert not bad.passed
     assert bad.observed == bad.failing_count == 3  # 6 non-null rows, 3 distinct
     assert bad.failing_sample == [1, 5]
@@ -108,7 +113,8 @@ def test_unique_ignores_nulls_and_samples_duplicated_keys(tmp_path):
         (pa.array(["x", "y", "x"], pa.string_view()), 1, ["x"]),
         (pa.array(["", "", "a"]), 1, [""]),
         (pa.array([1.5, float("nan"), float("nan"), 1.5, -0.0, 0.0]), 3, [0.0, 1.5, "NaN"]),
-        (pa.array([dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1)], pa.timestamp("ms")), 1, ["2026-01-01T00:00:00+00:00"]),
+        (pa.array([dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1)], pa.timestamp("ms")), 1,
+         ["2026-01-01T00:00:00+00:00"]),
         (pa.array([dt.date(2026, 1, 1), dt.date(2026, 1, 1)]), 1, ["2026-01-01"]),
         (pa.array([True, False, True]), 1, [True]),
         (pa.array([2**64 - 1, 2**64 - 1], pa.uint64()), 1, [2**64 - 1]),
@@ -152,7 +158,8 @@ def test_accepted_values(tmp_path):
 
 def test_accepted_values_on_dictionary_column(tmp_path):
     values = pa.array(["a", "b", "c", None, "c"]).dictionary_encode()
-    result = rule(check(write(tmp_path, {"s": values}), contract({"s": {"accepted_values": ["a", "b"]}})), "accepted_values", "s")
+    path = write(tmp_path, {"s": values})
+    result = rule(check(path, contract({"s": {"accepted_values": ["a", "b"]}})), "accepted_values", "s")
     assert (result.failing_count, result.failing_sample) == (2, ["c"])
 
 
@@ -161,7 +168,8 @@ def test_min_max(tmp_path):
     outcome = check(path, contract({"v": {"min": 0, "max": 10}}))
     low, high = rule(outcome, "min", "v"), rule(outcome, "max", "v")
     assert (low.passed, low.expected, low.observed, low.failing_count, low.failing_sample) == (False, 0, -3, 1, [-3])
-    assert (high.passed, high.expected, high.observed, high.failing_count, high.failing_sample) == (False, 10, 12, 1, [12])
+    assert (high.passed, high.expected, high.observed) == (False, 10, 12)
+    assert (high.failing_count, high.failing_sample) == (1, [12])
     inclusive = check(path, contract({"v": {"min": -3, "max": 12}}))
     assert inclusive.verdict == "PASS"
     assert rule(inclusive, "min", "v").observed == -3
@@ -192,33 +200,6 @@ def test_nan_fails_min_and_max(tmp_path):
 def test_min_on_a_string_column_fails_with_reason(tmp_path):
     result = rule(check(write(tmp_path, {"s": ["a"]}), contract({"s": {"min": 1}})), "min", "s")
     assert not result.passed and "numeric" in result.detail
-
-
-def test_max_age(tmp_path):
-    fresh = NOW - dt.timedelta(hours=2)
-    path = write(tmp_path, {"t": pa.array([fresh - dt.timedelta(days=40), fresh, None], pa.timestamp("us", tz="UTC"))})
-    ok = rule(check(path, contract({"t": {"max_age": "1d"}})), "max_age", "t")
-    assert ok.passed
-    assert ok.observed == {"newest": fresh.isoformat(), "age_seconds": 7200.0}
-    assert ok.expected == {"max_age": "1d", "not_before": (NOW - dt.timedelta(days=1)).isoformat()}
-    stale = rule(check(path, contract({"t": {"max_age": "1h"}})), "max_age", "t")
-    assert not stale.passed and stale.observed["age_seconds"] == 7200.0
-
-
-def test_max_age_naive_timestamps_are_utc_and_other_zones_convert(tmp_path):
-    naive = write(tmp_path, {"t": pa.array([dt.datetime(2026, 11, 27, 11, 0)], pa.timestamp("s"))}, "naive.parquet")
-    assert rule(check(naive, contract({"t": {"max_age": "1h"}})), "max_age", "t").observed["age_seconds"] == 3600.0
-    paris = pa.array([dt.datetime(2026, 11, 27, 11, 0, tzinfo=dt.UTC)], pa.timestamp("ms", tz="Europe/Paris"))
-    zoned = write(tmp_path, {"t": paris}, "zoned.parquet")
-    assert rule(check(zoned, contract({"t": {"max_age": "1h"}})), "max_age", "t").observed["newest"] == "2026-11-27T11:00:00+00:00"
-
-
-def test_max_age_on_dates_and_without_values(tmp_path):
-    path = write(tmp_path, {"d": pa.array([dt.date(2026, 11, 27)]), "empty": pa.array([None], pa.timestamp("us"))})
-    outcome = check(path, contract({"d": {"max_age": "1d"}, "empty": {"max_age": "1d"}}))
-    assert rule(outcome, "max_age", "d").observed == {"newest": "2026-11-27", "age_seconds": 43200.0}
-    missing = rule(outcome, "max_age", "empty")
-    assert not missing.passed and "no non-null values" in missing.detail
 
 
 def test_regex_uses_search_semantics(tmp_path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from batchlane.evidence import sorted_rows
 from batchlane.receipts import LaneEvent
 from batchlane.stores.base import (
     AlreadyExists,
@@ -40,10 +42,30 @@ def event(run_id: str = "r1", output: str | None = "clean", digest: str = "x", k
                      receipt=f"receipts/{run_id}/{output}/0001-gate.json", receipt_digest=digest, time=T0)
 
 
-def test_ports_satisfy_protocols(backend):
-    assert isinstance(backend.store, ObjectStore)
-    assert isinstance(backend.ledger, Ledger)
-    assert isinstance(backend.bus, EventBus)
+def _public_signatures(cls: type) -> dict[str, list[str]]:
+    return {
+        name: list(inspect.signature(member).parameters)
+        for name, member in inspect.getmembers(cls, inspect.isfunction) if not name.startswith("_")
+    }
+
+
+def test_ports_implement_every_protocol_method_with_its_signature(backend):
+    """Not isinstance on a runtime_checkable Protocol (that only compares names): every method of the port,
+    with the same parameter names, in the same order."""
+    for adapter, port in ((backend.store, ObjectStore), (backend.ledger, Ledger), (backend.bus, EventBus)):
+        wanted = _public_signatures(port)
+        have = _public_signatures(type(adapter))
+        for name, parameters in wanted.items():
+            assert name in have, f"{type(adapter).__name__} lacks {port.__name__}.{name}"
+            assert have[name][: len(parameters)] == parameters, f"{type(adapter).__name__}.{name} signature differs"
+
+
+def test_signature_check_can_fail():
+    class Incomplete:
+        def publish(self, batch):  # wrong parameter name
+            return []
+
+    assert _public_signatures(Incomplete)["publish"] != _public_signatures(EventBus)["publish"]
 
 
 # ------------------------------------------------------------------ ObjectStore
@@ -158,7 +180,7 @@ def test_receipt_rows_are_write_once_and_ordered(backend):
         ledger.record_receipt(item)
     with pytest.raises(AlreadyExists):
         ledger.record_receipt(row("clean", 1, "check", "PASS"))
-    rows = ledger.receipts("r1")
+    rows = sorted_rows(ledger.receipts("r1"))
     assert [(r.output, r.attempt, r.kind) for r in rows] == [
         ("clean", 1, "materialize"), ("clean", 1, "check"), ("clean", 1, "gate"), ("clean", 2, "materialize"),
         ("summary", 1, "materialize")]
@@ -167,47 +189,105 @@ def test_receipt_rows_are_write_once_and_ordered(backend):
     assert ledger.receipts("r2") == []
 
 
-def test_pointer_never_regresses(backend):
+def test_pointer_swap_is_compare_and_swap_with_history_and_event(backend):
     ledger = backend.ledger
-    assert ledger.current("orders", "clean") is None
-    ledger.certify(pointer("0002"), event(digest="a"))
-    assert ledger.current("orders", "clean") == pointer("0002")
-    with pytest.raises(ConditionFailed):
-        ledger.certify(pointer("0001", run_id="r0"), event(digest="b"))
-    with pytest.raises(ConditionFailed):
-        ledger.certify(pointer("0002", attempt=2), event(digest="c"))
-    ledger.certify(pointer("0003", run_id="r2", memo="m2"), event(run_id="r2", digest="d"))
+    assert ledger.current("orders", "clean") is None and ledger.pointers() == []
+    first = ledger.swap_pointer(0, pointer("0002"), event(digest="a"))
+    assert first.version == 1 and ledger.current("orders", "clean") == first
+    with pytest.raises(ConditionFailed):  # a writer that read version 0 lost the race
+        ledger.swap_pointer(0, pointer("0003"), event(digest="lost"))
+    second = ledger.swap_pointer(1, pointer("0003", run_id="r2", memo="m2"), event(run_id="r2", digest="b"))
+    assert second.version == 2 and ledger.current("orders", "clean") == second
+    assert [p.order for p in ledger.history("orders", "clean")] == ["0002", "0003"]
+    assert ledger.history("orders", "summary") == [] and ledger.current("orders", "summary") is None
+    ledger.swap_pointer(0, pointer("0001", output="summary"), event(output="summary", digest="c"))
+    assert [(p.output, p.version) for p in ledger.pointers()] == [("clean", 2), ("summary", 1)]
+    assert [p.output for p in ledger.pointers("orders")] == ["clean", "summary"] and ledger.pointers("other") == []
+    # the event of every applied swap is queued with it, the lost one's is not
+    queued = {e.receipt_digest for e in ledger.unpublished_events()}
+    assert queued == {"a", "b", "c"}
+
+
+def test_revoked_state_round_trips(backend):
+    from dataclasses import replace
+
+    ledger = backend.ledger
+    live = ledger.swap_pointer(0, pointer("0005", memo="m5"), event(digest="a"))
+    revoked = ledger.swap_pointer(1, replace(live, revoked="bad data", revoked_at=T0, revocation="receipts/x"),
+                                  event(digest="r", kind="DataProductRevoked"))
     current = ledger.current("orders", "clean")
-    assert current is not None and (current.run_id, current.order, current.revoked) == ("r2", "0003", None)
-    assert ledger.current("orders", "summary") is None
+    assert current == revoked and current.revoked == "bad data" and current.revoked_at == T0 and not current.live
 
 
-def test_revoke_and_memo(backend):
+# ------------------------------------------------- pointer policy (batchlane.certification), on each backend
+
+def test_policy_never_moves_the_pointer_back(backend):
+    from batchlane.certification import apply_certification
+
+    assert apply_certification(backend, pointer("2026-01-02T00:00:00.000000#000001"), event(digest="a")) is None
+    older = pointer("2026-01-01T00:00:00.000000#000001", run_id="r0")
+    assert "never moves back" in apply_certification(backend, older, event(run_id="r0", digest="b"))
+    same = pointer("2026-01-02T00:00:00.000000#000001")
+    assert apply_certification(backend, same, event(digest="a")) is None  # a retried decide: already applied
+    newer = pointer("2026-01-03T00:00:00.000000#000001", run_id="r3")
+    assert apply_certification(backend, newer, event(run_id="r3", digest="c")) is None
+    assert backend.ledger.current("orders", "clean").run_id == "r3"
+
+
+def test_policy_revocation_is_a_receipt_an_event_and_a_floor(backend):
+    from batchlane.certification import RevokeError, apply_certification, revoke
+    from batchlane.receipts import RevokeReceipt
+
+    with pytest.raises(RevokeError, match="no certification"):
+        revoke(backend, "orders", "clean", "bad data")
+    apply_certification(backend, pointer("2026-01-02T00:00:00.000000#000001"), event(digest="a"))
+    for empty in ("", "   "):
+        with pytest.raises(RevokeError, match="non-empty reason"):
+            revoke(backend, "orders", "clean", empty)
+    sent: list[LaneEvent] = []
+    real_publish = backend.bus.publish
+    backend.bus.publish = lambda events: sent.extend(events) or real_publish(events)  # type: ignore[method-assign]
+    revoked = revoke(backend, "orders", "clean", "bad data", consumers=["fraud"])
+    assert revoked.revoked == "bad data" and revoked.revoked_at is not None
+    receipt = RevokeReceipt.model_validate_json(backend.store.get(revoked.revocation))
+    assert receipt.reason == "bad data" and receipt.certification == revoked.key
+    (published,) = [e for e in sent if e.type == "DataProductRevoked"]
+    assert (published.reason, published.consumers, published.receipt) == ("bad data", ["fraud"], revoked.revocation)
+    assert published.event_id() not in {e.event_id() for e in backend.ledger.unpublished_events()}
+    with pytest.raises(RevokeError, match="already revoked"):  # the first reason stands
+        revoke(backend, "orders", "clean", "another reason")
+    assert backend.ledger.current("orders", "clean").revoked == "bad data"
+    # work that started before the revocation cannot undo it, even if newer than the revoked certification
+    before = pointer("2026-01-03T00:00:00.000000#000001", run_id="r3")
+    assert "before the revocation" in apply_certification(backend, before, event(run_id="r3", digest="b"))
+    assert backend.ledger.current("orders", "clean").revoked == "bad data"
+    later = pointer("2999-01-01T00:00:00.000000#000001", run_id="r9")
+    assert apply_certification(backend, later, event(run_id="r9", digest="c")) is None
+    assert backend.ledger.current("orders", "clean").live
+
+
+def test_policy_swaps_race_to_one_winner(backend):
+    """Two certifiers that read the same version: the swap lets one through, the policy retries the other."""
+    from batchlane.certification import apply_certification
+
     ledger = backend.ledger
-    with pytest.raises(NotFound):
-        ledger.revoke("orders", "clean", "bad data")
-    ledger.certify(pointer("0005", memo="m5"), event(digest="a"))
-    assert ledger.find_memo("orders", "clean", "m5") == pointer("0005", memo="m5")
-    assert ledger.find_memo("orders", "clean", "other") is None
-    assert ledger.find_memo("orders", "summary", "m5") is None
-    revoked = ledger.revoke("orders", "clean", "bad data")
-    assert revoked.revoked == "bad data" and revoked.order == "0005"
-    assert ledger.current("orders", "clean").revoked == "bad data"
-    assert ledger.find_memo("orders", "clean", "m5") is None
-    # a revoked pointer may be replaced even by a smaller order
-    ledger.certify(pointer("0004", run_id="r4"), event(run_id="r4", digest="b"))
-    current = ledger.current("orders", "clean")
-    assert current is not None and current.revoked is None and current.run_id == "r4"
+    real_current = ledger.current
+    stale = {"calls": 0}
 
+    def current_once_stale(lane, output):  # the first read happens before the other writer's swap
+        stale["calls"] += 1
+        if stale["calls"] == 1:
+            ledger.swap_pointer(0, pointer("2026-01-05T00:00:00.000000#000001", run_id="r5"), event(run_id="r5"))
+            return None
+        return real_current(lane, output)
 
-def test_certification_and_its_event_are_recorded_together(backend):
-    ledger = backend.ledger
-    certified = event(digest="a")
-    ledger.certify(pointer("0001"), certified)
-    with pytest.raises(ConditionFailed):
-        ledger.certify(pointer("0001", attempt=2), event(digest="lost"))
-    assert [e.event_id() for e in ledger.unpublished_events()] == [certified.event_id()]
-    assert ledger.unpublished_events()[0] == certified
+    ledger.current = current_once_stale  # type: ignore[method-assign]
+    try:
+        result = apply_certification(backend, pointer("2026-01-04T00:00:00.000000#000001", run_id="r4"),
+                                     event(run_id="r4", digest="z"))
+    finally:
+        ledger.current = real_current  # type: ignore[method-assign]
+    assert "never moves back" in result and ledger.current("orders", "clean").run_id == "r5"
 
 
 def test_outbox_queue_publish_cycle(backend):

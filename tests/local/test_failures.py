@@ -16,7 +16,8 @@ import yaml
 
 from batchlane.backends import local_backend
 from batchlane.gate import NotCertified, check, close_run, decide, read_table
-from batchlane.materialize import materialize, record_crash
+from batchlane.materialize import materialize
+from batchlane.recording import record_crash
 from batchlane.plan import begin_output, plan_run
 from batchlane.spec import load_spec
 from batchlane.stores.base import AlreadyExists
@@ -65,7 +66,8 @@ def run_in_process(backend, spec_path: Path, **plan_args):
     for output in plan.outputs:
         start = begin_output(backend, spec, plan.run_id, output)
         if start.action == "materialize":
-            materialize(backend, spec, plan.run_id, output, start.attempt, job_id="test")
+            materialize(backend.store, spec, plan.run_id, output, start.attempt, job_id="test")
+        if start.action != "memoized":
             decide(backend, spec, plan.run_id, output, start.attempt)
     return spec, plan, close_run(backend, spec, plan.run_id)
 
@@ -206,7 +208,9 @@ def test_receipts_are_write_once(tmp_path, backend):
 
 def test_revoked_certification_refuses_read(tmp_path, backend):
     run_in_process(backend, make_lane(tmp_path / "lane"))
-    backend.ledger.revoke("tiny", "items_clean", "upstream recall")
+    from batchlane.gate import revoke
+
+    revoke(backend, "tiny", "items_clean", "upstream recall")
     with pytest.raises(NotCertified, match="revoked \\(upstream recall\\)"):
         read_table(backend, "tiny", "items_clean")
 
@@ -217,7 +221,7 @@ def test_pointer_never_regresses_to_an_older_attempt(tmp_path, backend):
     attempts = []
     for _ in range(2):
         start = begin_output(backend, spec, plan.run_id, "items_clean", force=True)
-        materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+        materialize(backend.store, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
         check(backend, spec, plan.run_id, "items_clean", start.attempt)
         attempts.append(start.attempt)
     decide(backend, spec, plan.run_id, "items_clean", attempts[1])
@@ -237,7 +241,7 @@ def test_concurrent_gates_leave_one_consistent_pointer(tmp_path, backend):
     plan = plan_run(backend, spec)
     started = [begin_output(backend, spec, plan.run_id, "items_clean", force=True) for _ in range(2)]
     for start in started:
-        materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+        materialize(backend.store, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
     home = backend.settings["home"]
     jobs = [(home, str(spec_path), plan.run_id, s.attempt) for s in started for _ in range(3)]
     with ProcessPoolExecutor(max_workers=6) as pool:
@@ -259,7 +263,7 @@ def test_lost_event_stays_in_outbox_and_is_resent_at_close(tmp_path, backend, mo
     spec = load_spec(make_lane(tmp_path / "lane"))
     plan = plan_run(backend, spec)
     start = begin_output(backend, spec, plan.run_id, "items_clean")
-    materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+    materialize(backend.store, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
     real_publish = backend.bus.publish
     monkeypatch.setattr(backend.bus, "publish", lambda events: [])  # the bus accepts nothing
     decide(backend, spec, plan.run_id, "items_clean", start.attempt)
@@ -284,32 +288,46 @@ def test_begin_refuses_outputs_outside_the_run(tmp_path, backend):
         plan_run(backend, spec, rerun_of="missing")
 
 
-def test_receipt_stored_but_not_yet_indexed_is_waited_for_then_refused(tmp_path, backend):
-    import threading
-
+def test_receipt_stored_but_not_indexed_is_adopted_only_when_it_fits_its_chain(tmp_path, backend):
     from batchlane.evidence import EvidenceError, load_receipt
     from batchlane.receipts import receipt_key
-    from batchlane.stores.base import ReceiptRow
 
     spec = load_spec(make_lane(tmp_path / "lane"))
     plan = plan_run(backend, spec)
     start = begin_output(backend, spec, plan.run_id, "items_clean")
-    first = materialize(backend, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+    materialize(backend.store, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+    checked = check(backend, spec, plan.run_id, "items_clean", start.attempt)
 
-    # stored and never indexed (a crash between the two writes, or a planted file): refused
-    backend.store.put_once(receipt_key(plan.run_id, "items_clean", start.attempt, "check"), b"{}")
-    with pytest.raises(EvidenceError, match="exists but is not in the ledger"):
-        load_receipt(backend, plan.run_id, "items_clean", start.attempt, "check")
+    # a planted file that is no receipt: refused, never indexed
+    backend.store.put_once(receipt_key(plan.run_id, "items_clean", start.attempt + 1, "check"), b"{}")
+    with pytest.raises(EvidenceError, match="not a receipt"):
+        load_receipt(backend, plan.run_id, "items_clean", start.attempt + 1, "check")
 
-    # stored now, indexed a moment later by its writer (the race concurrent gates hit): waited for
-    later = first.model_copy(update={"attempt": start.attempt + 1})
-    key = receipt_key(plan.run_id, "items_clean", later.attempt, "materialize")
-    backend.store.put_once(key, later.canonical())
-    row = ReceiptRow(plan.run_id, "items_clean", later.attempt, "materialize", key, later.digest(), later.status,
-                     later.created_at)
-    indexer = threading.Timer(0.15, backend.ledger.record_receipt, args=(row,))
-    indexer.start()
-    try:
-        assert load_receipt(backend, plan.run_id, "items_clean", later.attempt, "materialize") == later
-    finally:
-        indexer.join()
+    # a certification that does not follow its check (forged): refused
+    from batchlane.receipts import GateReceipt
+
+    forged = GateReceipt(lane="tiny", run_id=plan.run_id, output="items_clean", attempt=start.attempt, prev="0" * 64,
+                         decision="certified", check_digest=checked.digest(), materialize_digest="x",
+                         proof=checked.products, memo_key="m")
+    backend.store.put_once(receipt_key(plan.run_id, "items_clean", start.attempt, "gate"), forged.canonical())
+    with pytest.raises(EvidenceError, match="does not follow"):
+        load_receipt(backend, plan.run_id, "items_clean", start.attempt, "gate")
+    assert backend.ledger.current("tiny", "items_clean") is None
+
+
+def test_receipt_stored_by_a_crashed_writer_is_adopted(tmp_path, backend):
+    from batchlane.evidence import load_receipt
+    from batchlane.receipts import CheckReceipt, receipt_key
+
+    spec = load_spec(make_lane(tmp_path / "lane"))
+    plan = plan_run(backend, spec)
+    start = begin_output(backend, spec, plan.run_id, "items_clean")
+    materialize(backend.store, spec, plan.run_id, "items_clean", start.attempt, job_id="t")
+    checked = check(backend, spec, plan.run_id, "items_clean", start.attempt)
+    gate = decide(backend, spec, plan.run_id, "items_clean", start.attempt)
+    # the same gate receipt, as a writer that died between store and index would leave it
+    key = receipt_key(plan.run_id, "items_clean", start.attempt, "gate")
+    assert isinstance(checked, CheckReceipt) and gate.prev == checked.digest()
+    rows = backend.ledger.receipts(plan.run_id, "items_clean")
+    assert key in {row.key for row in rows}
+    assert load_receipt(backend, plan.run_id, "items_clean", start.attempt, "gate") == gate

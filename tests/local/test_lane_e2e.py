@@ -120,18 +120,26 @@ def test_memoized_run_skips_and_force_reruns(lane_dir, lane_home, lane_json):
     assert forced["outputs"]["orders_clean"]["state"] == "certified"
     assert list(forced["outputs"]) == ["orders_clean"]
 
-    # a code change is a different product: no memo hit
+    # a code change is a different product: no memo hit (a pass-through output runs no lane code)
     transforms = lane_dir / "transforms.py"
     transforms.write_text(transforms.read_text() + "\n# touched\n")
     changed = lane_json("run", spec)[1]
     assert changed["outputs"]["orders_clean"]["state"] == "certified"
     assert changed["outputs"]["customers_clean"]["state"] == "memoized"
 
+    # so is a change to a helper module the transforms import, or to any Python file of the lane
+    (lane_dir / "helpers.py").write_text("RATE = 1\n")
+    helped = lane_json("run", spec)[1]
+    assert helped["outputs"]["orders_clean"]["state"] == "certified"
+    assert lane_json("run", spec)[1]["outputs"]["orders_clean"]["state"] == "memoized"
+
 
 def test_rerun_with_nothing_failed_is_a_no_op(lane_dir, lane_home, lane_json):
     run = lane_json("run", lane_dir / "lane.yaml")[1]
     code, rerun = lane_json("rerun", run["run_id"], "--failed")
-    assert code == 0 and rerun["rerun_outputs"] == [] and rerun["manifest_sequence"] == 2
+    # nothing to rerun and the run already closed as it stands: no new manifest is written
+    assert code == 0 and rerun["rerun_outputs"] == [] and rerun["manifest_sequence"] == 1
+    assert not (lane_home / "receipts" / run["run_id"] / "manifest-0002.json").exists()
 
 
 def test_selected_outputs_and_usage_errors(lane_dir, lane_home, lane, lane_json):

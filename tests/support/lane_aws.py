@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import sys
@@ -24,7 +25,17 @@ import boto3
 import requests
 
 from support import moto_patches
-from support.aws_env import ACCOUNT, BUCKET, BUS, DUMMY_ENV, REGION, TABLE, create_lane_resources, patched_env, subscribe_queue
+from support.aws_env import (
+    ACCOUNT,
+    BUCKET,
+    BUS,
+    DUMMY_ENV,
+    REGION,
+    TABLE,
+    create_lane_resources,
+    patched_env,
+    subscribe_queue,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachines" / "lane.asl.json"
@@ -100,6 +111,8 @@ class LaneDeployment:
     queue_url: str
     env: dict[str, str]
     calls: dict[str, list] = field(default_factory=dict)
+    job_definition_name: str = "lane-materialize"
+    consumer_queues: dict[str, str] = field(default_factory=dict)    # consumer construct id -> queue URL
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=REGION)
@@ -155,62 +168,124 @@ def _zip() -> bytes:
     return buffer.getvalue()
 
 
-def deploy(endpoint: str, spec_path: Path) -> LaneDeployment:
-    """Bucket, ledger table, bus + consumer queue, two Lambdas, Batch queue + job definition, the state machine."""
+FUNCTIONS = {"gate": "lane-gate", "check": "lane-check", "resolve": "lane-resolve"}
+JOB_QUEUE = "lane-queue"
+DEFAULT_JOB_DEFINITION = "lane-materialize"
+
+
+def _resolve_only(event: dict, context: Any = None) -> Any:
+    """The resolve twin: the gate handler answering `resolve` only (LANE_GATE_ACTIONS=resolve on AWS; the
+    in-process functions share one environment, so the restriction is applied here)."""
+    if (event or {}).get("action") != "resolve":
+        raise GATE_HANDLER.__globals__["BadRequest"](f"unknown gate action {(event or {}).get('action')!r}; "
+                                                      "this function answers resolve")
+    return GATE_HANDLER(event, context)
+
+
+def _template_substitutions(template: dict | None) -> dict[str, str]:
+    """Plain-string substitutions of the synthesized state machine (job definition name, timeouts)."""
+    if template is None:
+        return {"JobDefinitionName": DEFAULT_JOB_DEFINITION, "MaterializeTimeoutSeconds": "6000"}
+    (machine,) = [body for body in template["Resources"].values() if body["Type"] == "AWS::StepFunctions::StateMachine"]
+    return {key: value for key, value in machine["Properties"]["DefinitionSubstitutions"].items()
+            if isinstance(value, str)}
+
+
+def consumer_rules(template: dict) -> dict[str, dict]:
+    """consumer construct id (e.g. FraudStream) -> the event pattern its rule routes to its queue, as synthesized."""
+    found = {}
+    for name, body in template["Resources"].items():
+        if body["Type"] == "AWS::Events::Rule" and name.startswith("ConsumersConsumer"):
+            found[name.removeprefix("ConsumersConsumer").split("Rule")[0]] = body["Properties"]["EventPattern"]
+    return found
+
+
+def deploy(endpoint: str, spec_path: Path, template: dict | None = None) -> LaneDeployment:
+    """Bucket, ledger table, bus + consumer queue(s), three Lambdas, Batch queue + job definition, the state machine.
+
+    With ``template`` (a synthesized lane stack), the job definition name, the state machine's substitutions and
+    each consumer's queue + rule (its event pattern) are the template's."""
     from batchlane.spec import load_spec
 
     lane = load_spec(spec_path).lane
     create_lane_resources()
     queue_url = subscribe_queue(BUS, "lane-consumer")
+    consumer_queues = {}
+    for consumer, pattern in (consumer_rules(template) if template else {}).items():
+        consumer_queues[consumer] = subscribe_queue(BUS, f"consumer-{consumer}", pattern)
     env = {"LANE_BACKEND": "aws", "LANE_BUCKET": BUCKET, "LANE_TABLE": TABLE, "LANE_EVENT_BUS": BUS,
            "LANE_SPEC": str(spec_path)}
 
     lambda_role = _role("lane-lambda", "lambda.amazonaws.com")
     awslambda = boto3.client("lambda", region_name=REGION)
     arns = {}
-    for name, handler in (("lane-gate", "functions/gate/handler.handler"), ("lane-check", "functions/check/handler.handler")):
+    for name, handler in ((FUNCTIONS["gate"], "functions/gate/handler.handler"),
+                          (FUNCTIONS["check"], "functions/check/handler.handler"),
+                          (FUNCTIONS["resolve"], "functions/gate/handler.handler")):
         arns[name] = awslambda.create_function(
-            FunctionName=name, Runtime="python3.11", Role=lambda_role, Handler=handler, Code={"ZipFile": _zip()},
+            FunctionName=name, Runtime="python3.13", Role=lambda_role, Handler=handler, Code={"ZipFile": _zip()},
             Timeout=900, MemorySize=1024, Environment={"Variables": env},
         )["FunctionArn"]
 
+    substitutions = _template_substitutions(template)
     batch = boto3.client("batch", region_name=REGION)
     batch_role = _role("lane-batch", "batch.amazonaws.com")
     environment = batch.create_compute_environment(
         computeEnvironmentName="lane-ce", type="UNMANAGED", state="ENABLED", serviceRole=batch_role)
-    queue = batch.create_job_queue(jobQueueName="lane-queue", state="ENABLED", priority=1,
+    queue = batch.create_job_queue(jobQueueName=JOB_QUEUE, state="ENABLED", priority=1,
                                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])
-    definition = batch.register_job_definition(
-        jobDefinitionName="lane-materialize", type="container",
-        containerProperties={
-            "image": "batchlane-materialize:latest",
-            "command": ["python", "/app/functions/materialize/main.py", "--help"],
-            "environment": [{"name": key, "value": value} for key, value in env.items()],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
-        },
-        timeout={"attemptDurationSeconds": 600},
-    )
+    register_job_definition(substitutions["JobDefinitionName"], env)
 
     sfn_role = _role("lane-states", "states.amazonaws.com")
     definition_text = fill_asl(ASL_PATH.read_text(), {
-        "GateFunctionArn": arns["lane-gate"], "CheckFunctionArn": arns["lane-check"],
-        "JobQueueArn": queue["jobQueueArn"], "JobDefinitionArn": definition["jobDefinitionArn"], "LaneName": lane,
+        **substitutions,
+        "GateFunctionArn": arns[FUNCTIONS["gate"]], "CheckFunctionArn": arns[FUNCTIONS["check"]],
+        "JobQueueArn": queue["jobQueueArn"], "LaneName": lane,
     })
     machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
         name=f"{lane}-lane", definition=definition_text, roleArn=sfn_role, type="STANDARD")
     return LaneDeployment(endpoint=endpoint, spec_path=spec_path, lane=lane,
-                          state_machine_arn=machine["stateMachineArn"], queue_url=queue_url, env=env)
+                          state_machine_arn=machine["stateMachineArn"], queue_url=queue_url, env=env,
+                          job_definition_name=substitutions["JobDefinitionName"], consumer_queues=consumer_queues)
+
+
+def register_job_definition(name: str, env: dict[str, str], extra_env: dict[str, str] | None = None) -> str:
+    """A (new revision of the) materializer job definition, as `cdk deploy` registers one; returns its ARN."""
+    return boto3.client("batch", region_name=REGION).register_job_definition(
+        jobDefinitionName=name, type="container",
+        containerProperties={
+            "image": "batchlane-runtime:latest",
+            "command": ["python", "/app/functions/materialize/main.py", "--help"],
+            "environment": [{"name": key, "value": value} for key, value in {**env, **(extra_env or {})}.items()],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "2048"}],
+        },
+        timeout={"attemptDurationSeconds": 600},
+    )["jobDefinitionArn"]
 
 
 @contextmanager
-def deployed_lane(endpoint: str, spec_path: Path) -> Iterator[LaneDeployment]:
-    """Fresh moto state, the lane deployed, every patch active, LANE_* set as in the functions."""
+def deployed_lane(endpoint: str, spec_path: Path, *, template: dict | None = None,
+                  record_dir: Path | None = None, job_deny: set[tuple[str, str]] | None = None,
+                  ) -> Iterator[LaneDeployment]:
+    """Fresh moto state, the lane deployed, every patch active, LANE_* set as in the functions.
+
+    With ``record_dir``, the Batch job subprocesses record their AWS calls there as principal ``job``
+    (tests/support/call_recording.py); in-process calls are attributed to gate/check/resolve/state-machine.
+    ``job_deny``: (IAM action, resource) pairs the job's calls are refused with AccessDenied."""
+    from support.call_recording import install, subprocess_env
+
     reset_server(endpoint)
-    deployment = deploy(endpoint, spec_path)
+    deployment = deploy(endpoint, spec_path, template)
+    job_env = {"PYTHONPATH": str(ROOT), "AWS_ENDPOINT_URL": endpoint, **DUMMY_ENV}
+    if record_dir is not None:
+        install()
+        recording_env = subprocess_env(record_dir, "job", job_deny)
+        job_env.update(recording_env, PYTHONPATH=os.pathsep.join((recording_env["PYTHONPATH"], str(ROOT))))
     with patched_env(dict(deployment.env)), moto_patches.lane_patches(
-        handlers={"lane-gate": GATE_HANDLER, "lane-check": CHECK_HANDLER},
+        handlers={FUNCTIONS["gate"]: GATE_HANDLER, FUNCTIONS["check"]: CHECK_HANDLER, FUNCTIONS["resolve"]: _resolve_only},
+        principals={name: component for component, name in FUNCTIONS.items()},
         job_cwd=ROOT,
-        job_env={"PYTHONPATH": str(ROOT), "AWS_ENDPOINT_URL": endpoint, **DUMMY_ENV},
+        job_env=job_env,
         path_map={"/app/functions/": str(ROOT / "functions") + "/"},
     ) as calls:
         deployment.calls = calls

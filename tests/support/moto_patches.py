@@ -133,8 +133,10 @@ _ENV_LOCK = threading.Lock()
 
 
 @contextmanager
-def lambda_in_process(handlers: dict[str, Handler]) -> Iterator[list[dict]]:
-    """``handlers`` maps function name -> handler; yields the invocation log (name, event, error)."""
+def lambda_in_process(handlers: dict[str, Handler], principals: dict[str, str] | None = None) -> Iterator[list[dict]]:
+    """``handlers`` maps function name -> handler; yields the invocation log (name, event, error).
+    ``principals`` (function name -> component) attributes each handler's AWS calls (call_recording)."""
+    from support.call_recording import acting_as
     calls: list[dict] = []
 
     def _invoke(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
@@ -149,8 +151,9 @@ def lambda_in_process(handlers: dict[str, Handler]) -> Iterator[list[dict]]:
         record = {"function": self.function_name, "event": payload}
         calls.append(record)
         try:
-            result = handler(payload, LambdaContext(self.function_name))
-        except Exception as exc:  # Lambda's error contract: errorType becomes the Step Functions error name
+            with acting_as((principals or {}).get(self.function_name, f"function:{self.function_name}")):
+                result = handler(payload, LambdaContext(self.function_name))
+        except Exception as exc:  # noqa: BLE001 - Lambda's error contract: errorType becomes the Step Functions error name
             record["error"] = type(exc).__name__
             body = {"errorType": type(exc).__name__, "errorMessage": str(exc),
                     "stackTrace": traceback.format_exception(exc)[-5:]}
@@ -269,13 +272,14 @@ def batch_describe_snapshot() -> Iterator[None]:
 
 @contextmanager
 def lane_patches(*, handlers: dict[str, Handler], job_cwd: Path, job_env: dict[str, str],
-                 path_map: dict[str, str] | None = None) -> Iterator[dict[str, list]]:
+                 path_map: dict[str, str] | None = None,
+                 principals: dict[str, str] | None = None) -> Iterator[dict[str, list]]:
     """All patches at once; yields {"lambda": invocations, "batch": jobs}."""
     with ExitStack() as stack:
         stack.enter_context(sfn_shape_conversion())
         stack.enter_context(sfn_redrive_count())
         stack.enter_context(batch_exit_code())
         stack.enter_context(batch_describe_snapshot())
-        calls = stack.enter_context(lambda_in_process(handlers))
+        calls = stack.enter_context(lambda_in_process(handlers, principals))
         jobs = stack.enter_context(batch_subprocess(cwd=job_cwd, env=job_env, path_map=path_map))
         yield {"lambda": calls, "batch": jobs}

@@ -1,0 +1,310 @@
+"""The IAM proof moto cannot give.
+
+The moto scenarios (the real ASL, the handlers in process, the Batch job as a subprocess, the operator's
+`lane` commands, a consumer reading through the resolve function) run with every AWS call recorded with the
+component that made it (tests/support/call_recording.py). Each call becomes the IAM request AWS evaluates
+(tests/support/iam_requests.py) and is evaluated with @cloud-copilot/iam-simulate against that component's
+policies exactly as synthesized in the stack's template (identity policies + the lane bucket's policy).
+Step Functions' own calls for `batch:submitJob.sync` come from the documented table in stacks/orchestration.py.
+
+Proven here: every recorded call is allowed; removing any one needed statement denies something (canary);
+the job's forge (a pointer, a gate receipt, an event) is denied; s3:// inputs run end to end with exactly the
+declared prefixes granted, and a missing input grant ends the attempt naming AccessDenied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from support.aws_env import ACCOUNT, BUCKET, BUS, REGION, TABLE, patched_env
+from support.call_recording import acting_as, recording
+from support.iam_proof import (
+    IamRequest,
+    Names,
+    PolicySet,
+    ProofError,
+    figures,
+    iam_requests,
+    moto_resolver,
+    proof_requests,
+    simulate,
+)
+from support.lane_aws import FUNCTIONS, JOB_QUEUE, ROOT, copy_example, deployed_lane, register_job_definition
+from support.synth import LANDING_SPEC, session_synth
+
+pytestmark = pytest.mark.xdist_group("moto_server")
+
+SYNC = ("batch:submitJob.sync",)
+LANDING_BUCKET = "lane-landing-bucket"
+
+
+@dataclass
+class ProofRun:
+    calls: list[dict[str, Any]]
+    policies: PolicySet
+    names: Names
+    outcomes: dict[str, Any]
+
+    def requests(self) -> list[IamRequest]:
+        return proof_requests(self.calls, self.names, SYNC)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return session_synth(tmp_path_factory)
+
+
+def _policies(template: dict, lane) -> PolicySet:
+    resolver = moto_resolver(
+        template, region=REGION, account=ACCOUNT, bucket=BUCKET, table=TABLE, bus=BUS, functions=FUNCTIONS,
+        job_queue=JOB_QUEUE, state_machine_arn=lane.state_machine_arn, consumer_queues=lane.consumer_queues)
+    return PolicySet(template, resolver, BUCKET)
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from batchlane.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = main([str(arg) for arg in argv])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+    return code, out.getvalue()
+
+
+def _break_payments(spec: Path) -> None:
+    with (spec.parent / "data" / "payments.jsonl").open("a") as handle:
+        for number in range(3):
+            handle.write(json.dumps({"payment_id": 90000 + number, "order_id": 1, "amount": 1000.0,
+                                     "paid_at": "2026-01-02T00:00:00"}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def example(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
+    """The example lane deployed from its synthesized template; runs, a rejection + rerun, a job crash, the
+    operator's lane commands and a consumer, all recorded."""
+    root = tmp_path_factory.mktemp("iam-example")
+    spec = copy_example(root / "lane")
+    template = synth.template("default")
+    outcomes: dict[str, Any] = {}
+    with deployed_lane(moto_endpoint, spec, template=template, record_dir=root / "calls") as lane, \
+            recording(root / "calls") as calls:
+        with acting_as("operator"):
+            outcomes["pass"] = lane.run({}, name="iam-pass")
+        transforms = spec.parent / "transforms.py"
+        good_payments = (spec.parent / "data" / "payments.jsonl").read_text()
+        _break_payments(spec)
+        with acting_as("operator"):
+            outcomes["fail"] = lane.run({"outputs": ["order_payments"]}, name="iam-fail")
+        (spec.parent / "data" / "payments.jsonl").write_text(good_payments)
+        transforms.write_text(transforms.read_text().replace(
+            '    """Per order: what was paid', '    import os\n    os._exit(3)\n    """Per order: what was paid'))
+        with acting_as("operator"):
+            outcomes["crash"] = lane.run({"rerun_of": "iam-fail"}, name="iam-crash")
+        # fix the code, "cdk deploy" (a new job-definition revision of the same name), then rerun
+        transforms.write_text((ROOT / "examples/orders/transforms.py").read_text() + "\n# fixed: no exit\n")
+        register_job_definition(lane.job_definition_name, lane.env, {"LANE_DEPLOYED_REVISION": "2"})
+        with acting_as("operator"):
+            outcomes["rerun"] = lane.run({"rerun_of": "iam-fail"}, name="iam-rerun")
+            lane.history(outcomes["rerun"]["executionArn"])
+            outcomes["status"] = _cli("status", "--backend", "aws", "--json")
+            outcomes["show"] = _cli("show", "iam-pass", "--backend", "aws", "--json")
+            outcomes["verify"] = _cli("verify", "iam-pass", "--backend", "aws")
+            outcomes["read"] = _cli("read", "orders_clean", "--out", str(root / "orders.parquet"), "--backend", "aws")
+        with acting_as("consumer:fraud-stream"), patched_env({"LANE_CONSUMER_STATE": str(root / "consumer.sqlite")}):
+            from batchlane.consume import consumer
+
+            follower = consumer("fraud-stream", queue_url=lane.consumer_queues["FraudStream"],
+                                resolve_function=FUNCTIONS["resolve"])
+            read = []
+            for delivery in follower.follow(poll=None):
+                if delivery.kind == "certified":
+                    read.append((delivery.output, len(delivery.read())))
+                delivery.ack()
+            outcomes["consumer"] = read
+        outcomes["jobs"] = list(lane.calls["batch"])
+    yield ProofRun(calls, _policies(template, lane), Names(region=REGION, account=ACCOUNT), outcomes)
+
+
+def test_the_scenarios_did_what_they_say(example):
+    outcomes = example.outcomes
+    assert outcomes["pass"]["status"] == "SUCCEEDED", outcomes["pass"].get("cause")
+    assert outcomes["fail"]["status"] == "FAILED" and outcomes["fail"]["error"] == "OutputsUncertified"
+    assert outcomes["crash"]["status"] == "FAILED" and "exit code 3" in outcomes["crash"]["cause"]
+    assert outcomes["rerun"]["status"] == "SUCCEEDED", outcomes["rerun"].get("cause")
+    for command in ("status", "show", "verify", "read"):
+        assert outcomes[command][0] == 0, (command, outcomes[command])
+    # fraud-stream follows orders_clean and order_payments: it read certified versions through resolve
+    assert {output for output, rows in outcomes["consumer"] if rows > 0} == {"orders_clean", "order_payments"}
+    principals = {call["principal"] for call in example.calls}
+    assert {"job", "check", "gate", "resolve", "state-machine", "operator", "consumer:fraud-stream"} <= principals
+
+
+def test_jobs_are_submitted_by_name_so_a_deploy_before_the_rerun_runs_the_new_revision(example):
+    """The ASL names the job definition, not a revision: after `cdk deploy` registered revision 2 (and
+    CloudFormation deregistered revision 1), the rerun's job runs revision 2."""
+    jobs = example.outcomes["jobs"]
+    crashed = [job for job in jobs if job["exit_code"] == 3]
+    # iam-fail: attempt 1 rejected (bad data), attempt 2 crashed (exit 3), attempt 3 after the deploy
+    rerun = [job for job in jobs if job["environment"].get("LANE_ATTEMPT") == "3"]
+    assert crashed and all("LANE_DEPLOYED_REVISION" not in job["environment"] for job in crashed)
+    assert len(rerun) == 1 and rerun[0]["environment"].get("LANE_DEPLOYED_REVISION") == "2"
+    assert rerun[0]["exit_code"] == 0
+    submits = [call for call in example.calls if call["operation"] == "SubmitJob"]
+    assert submits and {call["params"]["jobDefinition"] for call in submits} == {"Batchlane-orders-materialize"}
+
+
+def test_every_recorded_call_is_allowed_by_the_synthesized_policies(example):
+    verdicts = simulate(example.requests(), example.policies)
+    report = figures(example.calls, verdicts)
+    print(f"\nIAM proof (example lane): {report['recorded_calls']} recorded calls, {report['distinct_requests']} "
+          f"distinct requests, {report['principal_action_pairs']} (principal, action) pairs, "
+          f"{report['allowed']} allowed")
+    for principal, action in report["pairs"]:
+        print(f"  {principal:24} {action}")
+    assert report["not_allowed"] == []
+    assert report["recorded_calls"] > 100 and report["principal_action_pairs"] > 20
+    # what the integration table adds for .sync was evaluated too
+    assert any(v.request.source.startswith("implicit") and v.request.action == "events:PutRule" for v in verdicts)
+
+
+def test_job_calls_stay_in_staging_and_lookups(example):
+    """Privilege separation as the job actually behaved: reads, lookups, and writes only under staging/."""
+    job = [r for r in example.requests() if r.principal == "job"]
+    assert job
+    writes = [r for r in job if r.action in ("s3:PutObject", "s3:AbortMultipartUpload")]
+    assert writes and all(r.resource.startswith(f"arn:aws:s3:::{BUCKET}/staging/") for r in writes)
+    assert {r.action for r in job} <= {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject",
+                                       "s3:AbortMultipartUpload", "dynamodb:GetItem", "dynamodb:Query"}
+
+
+@pytest.mark.parametrize("principal, sid", [
+    ("job", "WriteLaneObjects"),
+    ("check", "LedgerWrite"),
+    ("gate", "PublishLaneEvents"),
+    ("gate", "WriteLaneObjects"),
+    ("state-machine", "InvokeLaneFunctions"),
+    ("state-machine", "IntegrationRule"),
+    ("operator", "ReadLedger"),
+    ("resolve", "ReadLaneObjects"),
+])
+def test_canary_removing_one_needed_statement_denies(example, principal, sid):
+    weakened = example.policies.without_statement(principal, sid)
+    denied = [v for v in simulate(example.requests(), weakened) if not v.allowed]
+    assert denied and {v.request.principal for v in denied} == {principal}
+
+
+def _forge_calls(lane_name: str) -> list[dict[str, Any]]:
+    """What a malicious transform would do from inside the job: certify its own bytes."""
+    pointer = {"pk": {"S": f"CERT#{lane_name}#orders_clean"}, "sk": {"S": "POINTER"}}
+    return [
+        {"principal": "job", "service": "dynamodb", "operation": "PutItem",
+         "params": {"TableName": TABLE, "Item": pointer}},
+        {"principal": "job", "service": "dynamodb", "operation": "UpdateItem",
+         "params": {"TableName": TABLE, "Key": pointer}},
+        {"principal": "job", "service": "dynamodb", "operation": "TransactWriteItems",
+         "params": {"TransactItems": [{"Put": {"TableName": TABLE, "Item": pointer}}]}},
+        {"principal": "job", "service": "s3", "operation": "PutObject",
+         "params": {"Bucket": BUCKET, "Key": "receipts/r/orders_clean/0001-gate.json", "IfNoneMatch": "*"}},
+        {"principal": "job", "service": "s3", "operation": "PutObject",
+         "params": {"Bucket": BUCKET, "Key": "receipts/r/orders_clean/0001-materialize.json", "IfNoneMatch": "*"}},
+        {"principal": "job", "service": "events", "operation": "PutEvents",
+         "params": {"Entries": [{"EventBusName": BUS, "DetailType": "DataProductCertified"}]}},
+    ]
+
+
+def test_the_forge_is_denied(example):
+    verdicts = simulate([r for call in _forge_calls("orders") for r in iam_requests(call, example.names)],
+                        example.policies)
+    # 5 distinct requests (the transaction's Put is the same request as the PutItem)
+    assert {(v.request.action, v.request.resource.rsplit("/", 1)[-1]) for v in verdicts} == {
+        ("dynamodb:PutItem", TABLE), ("dynamodb:UpdateItem", TABLE), ("s3:PutObject", "0001-gate.json"),
+        ("s3:PutObject", "0001-materialize.json"), ("events:PutEvents", BUS)}
+    assert [v for v in verdicts if v.allowed] == []
+    # and the receipts are write-once for everyone: a PUT without If-None-Match is denied even to the gate
+    overwrite = {"principal": "gate", "service": "s3", "operation": "PutObject",
+                 "params": {"Bucket": BUCKET, "Key": "receipts/r/orders_clean/0001-gate.json"}}
+    (verdict,) = simulate(iam_requests(overwrite, example.names), example.policies)
+    assert verdict.result == "ExplicitlyDenied"
+
+
+def test_an_unmapped_call_fails_the_proof_closed(example):
+    with pytest.raises(ProofError, match="no IAM mapping"):
+        iam_requests({"principal": "gate", "service": "s3", "operation": "PutBucketPolicy", "params": {}},
+                     example.names)
+
+
+# --------------------------------------------------------------------------- s3:// inputs end to end
+
+
+def _landing_data() -> None:
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=LANDING_BUCKET)
+    s3.put_bucket_versioning(Bucket=LANDING_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=LANDING_BUCKET, Key="customers/part-1.csv", Body=b"customer_id,name\n1,a\n2,b\n")
+    s3.put_object(Bucket=LANDING_BUCKET, Key="customers/part-2.csv", Body=b"customer_id,name\n3,c\n")
+    s3.put_object(Bucket=LANDING_BUCKET, Key="orders/2026/jan.csv", Body=b"order_id,amount\n10,5.0\n11,7.5\n")
+    s3.put_object(Bucket=LANDING_BUCKET, Key="orders/2025/old.csv", Body=b"order_id,amount\n1,1.0\n")
+
+
+@pytest.fixture(scope="module")
+def landing(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
+    root = tmp_path_factory.mktemp("iam-landing")
+    template = synth.template("landing")
+    with deployed_lane(moto_endpoint, LANDING_SPEC, template=template, record_dir=root / "calls") as lane, \
+            recording(root / "calls") as calls:
+        _landing_data()
+        with acting_as("operator"):
+            result = lane.run({}, name="landing-1")
+    yield ProofRun(calls, _policies(template, lane), Names(region=REGION, account=ACCOUNT), {"run": result})
+
+
+def test_s3_inputs_run_end_to_end_with_exactly_the_declared_prefixes(landing):
+    assert landing.outcomes["run"]["status"] == "SUCCEEDED", landing.outcomes["run"].get("cause")
+    verdicts = simulate(landing.requests(), landing.policies)
+    assert [v for v in verdicts if not v.allowed] == []
+    inputs = [v.request for v in verdicts if LANDING_BUCKET in v.request.resource]
+    readers = {request.principal for request in inputs}
+    assert readers == {"job", "gate"}             # begin lists/HEADs, the job reads; nobody else touches inputs
+    for request in inputs:
+        if request.action == "s3:ListBucket":
+            assert dict(request.context)["s3:prefix"] in ("customers/", "orders/2026/")
+        else:
+            assert request.resource.split(f"{LANDING_BUCKET}/")[1].startswith(("customers/", "orders/2026/"))
+    # the grant is exactly the declared prefixes: the 2025 folder next to them is not readable
+    decoy = {"principal": "job", "service": "s3", "operation": "GetObject",
+             "params": {"Bucket": LANDING_BUCKET, "Key": "orders/2025/old.csv"}}
+    listing = {"principal": "gate", "service": "s3", "operation": "ListObjectsV2",
+               "params": {"Bucket": LANDING_BUCKET, "Prefix": "orders/"}}
+    denied = simulate(iam_requests(decoy, landing.names) + iam_requests(listing, landing.names), landing.policies)
+    assert [v.result for v in denied] == ["ImplicitlyDenied", "ImplicitlyDenied"]
+
+
+def test_a_missing_input_grant_ends_in_a_failed_attempt_naming_access_denied(landing, moto_endpoint, tmp_path):
+    """The job's policy without its input statement, evaluated by the simulator, says which of the job's real
+    calls AWS would refuse; the same run with exactly those calls refused fails the attempt with AccessDenied."""
+    weakened = landing.policies.without_statement("job", "ReadSpecInputs0")
+    refused = {(v.request.action, v.request.resource) for v in simulate(landing.requests(), weakened)
+               if not v.allowed}
+    assert refused and all(LANDING_BUCKET in resource for _, resource in refused)
+    with deployed_lane(moto_endpoint, LANDING_SPEC, template=landing.policies.template, record_dir=tmp_path / "calls",
+                       job_deny=refused) as lane:
+        _landing_data()
+        result = lane.run({"outputs": ["orders"]}, name="landing-denied")
+        jobs = list(lane.calls["batch"])
+    assert result["status"] == "FAILED" and result["error"] == "OutputsUncertified"
+    message = json.loads(result["cause"])["errorMessage"]
+    assert [job["exit_code"] for job in jobs] == [1]        # the attempt failed; its report names the cause
+    assert "orders" in message and "AccessDenied" in message, message
+    assert "s3://lane-landing-bucket/orders/2026/jan.csv" in message and "s3:GetObjectVersion" in message
+    print(f"\nwhat surfaces for a missing input grant: {message}")
