@@ -20,6 +20,7 @@ writes a product as part files under one prefix, which the table reads as one da
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -218,9 +219,20 @@ def glue_enabled(settings: dict[str, str] | None = None) -> str | None:
     return value.strip() or None
 
 
-def sync_if_enabled(backend: Backend, lane: str, output: str) -> CatalogSync | None:
-    """The hook for decide/revoke: publish when ``LANE_GLUE_DATABASE`` is set on the aws backend, else nothing."""
+def sync_if_enabled(backend: Backend, lane: str, output: str, *, quiet: bool = False) -> CatalogSync | None:
+    """The hook for decide/revoke/close: publish when ``LANE_GLUE_DATABASE`` is set on the aws backend.
+
+    ``quiet=True`` (for the gate: a certification stands whether or not the catalog could follow) logs a
+    failure as a warning and returns None; the table then still shows the previous certification or
+    nothing, never uncertified data, and the next sync (e.g. at close) repairs it.
+    """
     database = glue_enabled(backend.settings)
     if backend.name != "aws" or database is None:
         return None
-    return sync_output(backend, lane, output, database=None if database == "auto" else database)
+    try:
+        return sync_output(backend, lane, output, database=None if database == "auto" else database)
+    except Exception as exc:
+        if not quiet:
+            raise
+        logging.getLogger("batchlane.glue_catalog").warning("Glue sync of %s/%s failed: %s", lane, output, exc)
+        return None

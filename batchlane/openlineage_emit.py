@@ -25,6 +25,7 @@ their physical names (``s3://bucket`` + key, ``file`` + path).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -244,13 +245,23 @@ def lineage_target(transport: Any = None) -> Any:
     return value or None
 
 
-def emit_run(backend: Backend, run_id: str, *, transport: Any = None, namespace: str | None = None) -> list[Any]:
-    """Build and send the run's OpenLineage events; returns them. Sends nothing when OpenLineage is off."""
+def emit_run(backend: Backend, run_id: str, *, transport: Any = None, namespace: str | None = None,
+             quiet: bool = False) -> list[Any]:
+    """Build and send the run's OpenLineage events; returns them. Sends nothing when OpenLineage is off.
+
+    ``quiet=True`` (for close_run: lineage never fails a run) logs a failure as a warning and returns [].
+    """
     target = lineage_target(transport)
     if target is None:
         return []
-    client = _client(target)
-    events = build_run_events(backend, run_id, namespace=namespace)
-    for event in events:
-        client.emit(event)
+    try:
+        client = _client(target)
+        events = build_run_events(backend, run_id, namespace=namespace)
+        for event in events:
+            client.emit(event)
+    except Exception as exc:
+        if not quiet:
+            raise
+        logging.getLogger("batchlane.openlineage").warning("OpenLineage events of run %s not sent: %s", run_id, exc)
+        return []
     return events

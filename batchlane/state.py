@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from batchlane.certification import refusal, was_applied
 from batchlane.evidence import load_receipt, sorted_rows
+from batchlane.joblocks import output_busy
 from batchlane.receipts import CheckReceipt, GateReceipt, MaterializeReceipt, OutputClosure
 from batchlane.stores.base import Backend, ReceiptRow
 
@@ -57,6 +58,10 @@ def output_closure(backend: Backend, lane: str, run_id: str, output: str,
     if gate is not None and gate.status == "certified":
         return _certified_state(backend, lane, gate, closure)
     if gate is None:
+        if materialized is None and output_busy(backend, run_id, output) is False:
+            return OutputClosure(state="failed", verdict="FAIL", **{**closure, "error": (
+                f"interrupted: attempt {latest} stopped before its job finished and nobody is working on it; "
+                f"`lane rerun {run_id} --failed` reruns it")})
         if materialized is not None and materialized.status == "failed" and checked is None:
             receipt = load_receipt(backend, run_id, output, latest, "materialize")
             assert isinstance(receipt, MaterializeReceipt)

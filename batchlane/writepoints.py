@@ -5,6 +5,8 @@ operation this is one dictionary lookup. With ``LANE_CRASH_AT=NAME`` (or ``NAME@
 occurrence in the process) the process ends at once with exit code 86, skipping ``finally`` blocks and
 buffered writes, as a power cut or ``kill -9`` would. The crash-point tests walk every name in
 ``WRITE_POINTS`` and check that status, reads, rerun and verify stay truthful and repair the state.
+With ``LANE_CRASH_MODE=raise`` the point raises ``InjectedCrash`` instead: how a Lambda function that
+fails mid-way looks to Step Functions (the AWS crash tests run the handlers in process).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ WRITE_POINTS = (
     "revoke.store", "revoke.swap",
 )
 
+class InjectedCrash(Exception):  # noqa: N818 - named for what it simulates
+    """A crash injected at a write point (LANE_CRASH_MODE=raise)."""
+
+
 _counts: dict[str, int] = {}
 _lock = threading.Lock()
 
@@ -43,6 +49,8 @@ def write_point(name: str) -> None:
     with _lock:
         _counts[name] = _counts.get(name, 0) + 1
         hit = _counts[name] == int(nth or 1)
+    if hit and os.environ.get("LANE_CRASH_MODE") == "raise":
+        raise InjectedCrash(f"injected crash at write point {name}")
     if hit:
         sys.stderr.write(f"lane: injected crash at write point {name}\n")
         sys.stderr.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 import jsii
@@ -89,7 +90,7 @@ class _LogGroupTarget:
     def __init__(self, log_group: logs.LogGroup) -> None:
         self.log_group = log_group
 
-    def bind(self, rule: events.IRule, id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: Any, id: str | None = None) -> events.RuleTargetConfig:  # (jsii types it IRuleRef)
         arn = Stack.of(self.log_group).format_arn(
             service="logs", resource="log-group", resource_name=self.log_group.log_group_name,
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)

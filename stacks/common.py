@@ -157,8 +157,8 @@ def lane_queue(scope: Construct, construct_id: str, *, dead_letter: sqs.IQueue |
 
 def alarm_on_any(scope: Construct, metric: cloudwatch.IMetric, construct_id: str, description: str) -> cloudwatch.Alarm:
     """Alarm as soon as the metric counts one event in a period; no data is not a breach."""
-    return metric.create_alarm(
-        scope, construct_id, alarm_description=description, threshold=1, evaluation_periods=1,
+    return cloudwatch.Alarm(
+        scope, construct_id, metric=metric, alarm_description=description, threshold=1, evaluation_periods=1,
         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )

@@ -111,9 +111,9 @@ class LaneOrchestration(Construct):
         by_resources: dict[tuple[str, ...], list[str]] = {}
         for action, kinds in sorted(needed.items()):
             by_resources.setdefault(tuple(sorted(kinds)), []).append(action)
-        for kinds, actions in sorted(by_resources.items()):
-            resources = [arn for kind in kinds for arn in batch_resources[kind]]
-            sid = "".join(part.capitalize() for kind in kinds for part in kind.replace("*", "any").split("-"))
+        for kind_group, actions in sorted(by_resources.items()):
+            resources = [arn for kind in kind_group for arn in batch_resources[kind]]
+            sid = "".join(part.capitalize() for kind in kind_group for part in kind.replace("*", "any").split("-"))
             role.add_to_principal_policy(iam.PolicyStatement(sid=f"Integration{sid}", actions=actions, resources=resources))
         if asl.batch_submit:
             ack(role, id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:"

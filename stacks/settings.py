@@ -33,6 +33,11 @@ def _int(context: dict[str, Any], key: str, default: int | None, low: int, high:
     return number
 
 
+def _int_with_default(context: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    number = _int(context, key, default, low, high)
+    return default if number is None else number
+
+
 def _list(value: Any) -> list[str]:
     if value in (None, ""):
         return []
@@ -127,14 +132,14 @@ class LaneSettings:
             dockerfile=str(context.get("dockerfile") or DEFAULT_DOCKERFILE),
             vpc_id=vpc_id,
             subnet_ids=subnet_ids,
-            max_vcpus=_int(context, "max_vcpus", 16, 1, 4096),
-            nat_gateways=_int(context, "nat_gateways", 1, 0, 3),
+            max_vcpus=_int_with_default(context, "max_vcpus", 16, 1, 4096),
+            nat_gateways=_int_with_default(context, "nat_gateways", 1, 0, 3),
             job_vcpu=vcpu,
-            job_memory_mib=_int(context, "job_memory_mib", 4096, 512, 122880),
+            job_memory_mib=_int_with_default(context, "job_memory_mib", 4096, 512, 122880),
             # Batch's job timeout; with the RUNNABLE limit and a start margin it makes the Materialize task's
             # TimeoutSeconds, which Step Functions caps at one year.
-            job_timeout_minutes=_int(context, "job_timeout_minutes", 60, 1, 14 * 24 * 60),
-            runnable_timeout_minutes=_int(context, "runnable_timeout_minutes", 30, 10, 24 * 60),
+            job_timeout_minutes=_int_with_default(context, "job_timeout_minutes", 60, 1, 14 * 24 * 60),
+            runnable_timeout_minutes=_int_with_default(context, "runnable_timeout_minutes", 30, 10, 24 * 60),
             input_kms_key_arns=kms_keys,
             schedule=schedule,
             landed_event_pattern=_json_object(context, "landed_event_pattern"),

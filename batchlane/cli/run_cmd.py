@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import os
 import sys
 import threading
@@ -249,6 +250,10 @@ def _execute(args: argparse.Namespace, backend: Backend, spec: LaneSpec, plan: R
     with progress:
         result = runner.execute(plan)
     _report(args, backend, result, rerun=rerun)
+    if result.interrupted:  # 128 + the signal, as shells report it: 130 for Ctrl-C, 143 for SIGTERM
+        err.print(f"run {plan.run_id} interrupted by {result.interrupted}: running jobs were stopped and recorded "
+                  f"as failed; `lane rerun {plan.run_id} --failed` continues it", markup=False)
+        return 128 + int(getattr(signal.Signals, result.interrupted, signal.SIGINT))
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

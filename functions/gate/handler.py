@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from batchlane.gate import NotCertified, close_run, decide, resolve, unsettled, verify_files
+from batchlane.gate import NotCertified, close_run, decide, repair_run, resolve, unsettled, verify_files
 from batchlane.recording import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
@@ -152,6 +152,7 @@ def settle(event: dict) -> dict:
 def close(event: dict) -> dict:
     backend, spec = _context()
     (run_id,) = _require(event, "run_id")
+    repair_run(backend, spec, run_id)  # finish what a failed Check or Decide left (idempotent steps only)
     manifest = close_run(backend, spec, run_id)
     return {"manifest": manifest_key(run_id, manifest.sequence), "sequence": manifest.sequence,
             "verdict": manifest.verdict, "digest": manifest.digest()}

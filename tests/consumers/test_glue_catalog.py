@@ -188,3 +188,15 @@ def test_arrow_types_map_to_glue_types(arrow, athena):
 def test_an_unmapped_type_names_the_column():
     with pytest.raises(CatalogError, match="column 'tags': Arrow type 'list<item: string>'"):
         athena_type("list<item: string>", column="tags")
+
+
+def test_a_quiet_sync_logs_instead_of_failing_the_gate(aws_lane, monkeypatch, caplog):
+    run_id = certify(aws_lane)
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BUCKET, Key=published_prefix("orders", OUTPUT, run_id, 1) + "extra.parquet", Body=b"x")
+    monkeypatch.setenv("LANE_GLUE_DATABASE", "auto")
+    assert sync_if_enabled(aws_lane.backend, "orders", OUTPUT, quiet=True) is None
+    assert "Glue sync of orders/customers_clean failed" in caplog.text
+    assert not wr.catalog.does_table_exist(database=DATABASE, table=OUTPUT)
+    with pytest.raises(CatalogError):
+        sync_if_enabled(aws_lane.backend, "orders", OUTPUT)

@@ -163,3 +163,13 @@ def test_a_wrong_event_fails_the_schema():
         validate({"eventTime": "2026-11-29T00:00:00Z", "producer": "https://x", "schemaURL": f"{CORE_ID}#",
                   "run": {"runId": "not-a-uuid"}, "job": {"namespace": "n", "name": "j"}},
                  f"{CORE_ID}#/$defs/RunEvent")
+
+
+def test_quiet_emission_logs_instead_of_failing_the_caller(lane_dir, lane_home, lane_json, monkeypatch, caplog):
+    code, result = lane_json("run", lane_dir / "lane.yaml", "--outputs", "customers_clean")
+    assert code == 0
+    monkeypatch.setenv("LANE_OPENLINEAGE", "file:/nonexistent-dir/for/sure/events.jsonl")
+    assert emit_run(local_backend(lane_home), result["run_id"], quiet=True) == []
+    assert "OpenLineage events of run" in caplog.text
+    with pytest.raises(RuntimeError):
+        emit_run(local_backend(lane_home), result["run_id"])

@@ -152,3 +152,17 @@ def test_crash_in_revoke_is_finished_by_revoking_again(tmp_path, point):
     events = [e for e in backend.bus.read()[0] if e["type"] == "DataProductRevoked"]
     assert len({e["id"] for e in events}) == 1
     assert read_table(backend, "tiny", "items_clean").num_rows == 2  # re-certified by a run after the revoke
+
+
+def test_canary_the_truth_check_catches_a_status_that_lies(tmp_path, monkeypatch):
+    """The old bug: status derived "certified" from the gate receipt alone. With that behaviour put back,
+    the same crash (between the gate receipt and the pointer swap) must fail the truth check."""
+    import batchlane.state
+
+    spec, home = make_lane(tmp_path / "lane"), tmp_path / "home"
+    crashed = lane(home, "run", str(spec), crash_at="pointer.swap")
+    assert crashed.returncode == CRASH_EXIT_CODE
+    assert_truthful(home)  # the real code tells the truth ...
+    monkeypatch.setattr(batchlane.state, "was_applied", lambda *args: True)
+    with pytest.raises(AssertionError, match="status says certified, reads refuse"):
+        assert_truthful(home)  # ... and the check would have caught the lie

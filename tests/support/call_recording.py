@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 LOG_ENV = "LANE_CALL_LOG"
@@ -120,7 +121,7 @@ def current_principal() -> str:
     principal = getattr(_LOCAL, "principal", None)
     if principal:
         return principal
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if _INTERPRETER_MARK in frame.f_code.co_filename:
             return STATE_MACHINE
