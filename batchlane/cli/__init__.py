@@ -15,6 +15,7 @@ _COMMAND_MODULES = [
     "batchlane.cli.author_cmd",     # init, validate, plan
     "batchlane.cli.run_cmd",        # run, rerun
     "batchlane.cli.inspect_cmd",    # status, show, verify, events, revoke
+    "batchlane.cli.repair_cmd",     # repair
     "batchlane.cli.catalog_cmd",    # catalog, report
     "batchlane.cli.read_cmd",       # read
     "batchlane.cli.check_cmd",      # check

@@ -72,3 +72,13 @@ def test_settle_judges_from_the_pointer_not_the_receipt(moto_endpoint, tmp_path,
         assert "pointer has not moved" in unsettled(backend, spec, plan.run_id)["customers_clean"]
         decide(backend, spec, plan.run_id, "customers_clean", start.attempt)  # deciding again finishes it
         assert unsettled(backend, spec, plan.run_id) == {}
+
+
+def test_an_attempt_that_cannot_begin_submits_no_job(moto_endpoint, tmp_path):
+    spec = copy_example(tmp_path / "lane")
+    (spec.parent / "data" / "customers.csv").unlink()
+    with deployed_lane(moto_endpoint, spec) as lane:
+        result = lane.run({"outputs": ["customers_clean"]}, name="cannot-begin")
+        assert result["status"] == "FAILED" and "no file matches" in result["cause"]
+        assert not [job for job in lane.calls["batch"] if "customers_clean" in job["command"]]
+        assert _backend().ledger.current("orders", "customers_clean") is None

@@ -166,3 +166,64 @@ def test_canary_the_truth_check_catches_a_status_that_lies(tmp_path, monkeypatch
     monkeypatch.setattr(batchlane.state, "was_applied", lambda *args: True)
     with pytest.raises(AssertionError, match="status says certified, reads refuse"):
         assert_truthful(home)  # ... and the check would have caught the lie
+
+
+def test_concurrent_reruns_and_runs_all_close_and_verify(tmp_path):
+    """Six concurrent `rerun --outputs` of one run plus a concurrent new run: every closer gets a manifest
+    (idempotent, with backoff), attempts race without breaking each other's chains, and verify passes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec, home = make_lane(tmp_path / "lane"), tmp_path / "home"
+    assert lane(home, "run", str(spec)).returncode == 0
+    (run_id,) = run_ids(home)
+    commands = [("rerun", run_id, "--outputs", "items_clean,items_copy")] * 6 + [("run", str(spec), "--force")]
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        results = list(pool.map(lambda argv: lane(home, *argv), commands))
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+    backend = local_backend(home)
+    for run in run_ids(home):
+        report = verify_run(backend, run)
+        assert report.ok, report.problems
+    assert_truthful(home)
+
+
+def test_a_product_linked_outside_the_store_is_refused_cleanly(tmp_path):
+    spec, home = make_lane(tmp_path / "lane"), tmp_path / "home"
+    assert lane(home, "run", str(spec)).returncode == 0
+    backend = local_backend(home)
+    pointer = backend.ledger.current("tiny", "items_clean")
+    product = next((home / "staging" / pointer.run_id / "items_clean").rglob("*.parquet"))
+    outside = tmp_path / "elsewhere.parquet"
+    outside.write_bytes(product.read_bytes())
+    product.chmod(0o644)
+    product.unlink()
+    product.symlink_to(outside)
+    with pytest.raises(NotCertified, match="outside the store"):
+        read_table(backend, "tiny", "items_clean")
+    refused = lane(home, "read", "items_clean", "--lane", "tiny", "--out", str(tmp_path / "out.csv"))
+    assert refused.returncode == 1 and "outside the store" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_store_whose_path_contains_staging_still_certifies(tmp_path):
+    spec, home = make_lane(tmp_path / "lane"), tmp_path / "data" / "staging" / "home"
+    assert lane(home, "run", str(spec)).returncode == 0
+    assert read_table(local_backend(home), "tiny", "items_clean").num_rows == 2
+
+
+def test_lane_repair_finishes_an_interrupted_run_and_refuses_forged_evidence(tmp_path):
+    spec, home = make_lane(tmp_path / "lane"), tmp_path / "home"
+    assert lane(home, "run", str(spec), crash_at="gate.index").returncode == CRASH_EXIT_CODE
+    (run_id,) = run_ids(home)
+    assert not verify_run(local_backend(home), run_id).ok  # a gate receipt stored, not indexed
+    repaired = lane(home, "repair", run_id, "--json")
+    assert repaired.returncode == 0, repaired.stderr
+    assert any("adopted" in line for line in __import__("json").loads(repaired.stdout)["repaired"])
+    assert verify_run(local_backend(home), run_id).ok
+    assert_truthful(home)
+    # a planted receipt that follows nothing is refused, with exit 1 and no traceback
+    (home / "receipts" / run_id / "items_clean" / "0009-check.json").write_text("{}")
+    refused = lane(home, "repair", run_id)
+    assert refused.returncode == 1 and "not a receipt" in refused.stderr and "Traceback" not in refused.stderr
+    assert lane(home, "repair", "no-such-run").returncode == 2
