@@ -47,7 +47,7 @@ def pointers(backend: Backend, lane: str | None = None) -> list[CertPointer]:
     else:
         pairs = sorted({(run.lane, output) for run in backend.ledger.list_runs(lane, limit=MAX_RUNS)
                         for output in run.outputs})
-        found = [p for p in (backend.ledger.current(l, o) for l, o in pairs) if p is not None]
+        found = [p for p in (backend.ledger.current(name, output) for name, output in pairs) if p is not None]
     return sorted((p for p in found if lane is None or p.lane == lane), key=lambda p: (p.lane, p.output))
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from batchlane.certification import order_of, publish_pending
 from batchlane.evidence import EvidenceError, adopt_unindexed, index_manifest, output_rows
 from batchlane.joblocks import output_busy
-from batchlane.receipts import LaneEvent, RunManifest, manifest_key, parse_manifest
+from batchlane.receipts import LaneEvent, RunManifest, Verdict, manifest_key, parse_manifest
 from batchlane.spec import LaneSpec
 from batchlane.state import SETTLED, run_closures
 from batchlane.stores.base import AlreadyExists, Backend
@@ -80,7 +80,7 @@ def close_run(backend: Backend, spec: LaneSpec, run_id: str) -> RunManifest:
         raise GateError(f"no run {run_id!r}")
     for attempt in range(_CLOSE_TRIES):
         closures: dict[str, OutputClosure] = run_closures(backend, run_id, run.outputs)
-        verdict = "PASS" if all(c.state in SETTLED for c in closures.values()) else "FAIL"
+        verdict: Verdict = "PASS" if all(c.state in SETTLED for c in closures.values()) else "FAIL"
         latest = _latest_manifest(backend, run_id)
         if latest is not None and latest.outputs == closures and latest.verdict == verdict:
             manifest, key = latest, manifest_key(run_id, latest.sequence)

@@ -57,10 +57,10 @@ def resolve_inputs(spec: LaneSpec, output: str) -> list[InputFile]:
                 raise InputError(f"input {name!r} ({pattern}): no object matches")
             continue
         base = Path(pattern) if Path(pattern).is_absolute() else spec.base_dir / pattern
-        matches = sorted(Path(path) for path in glob.glob(str(base)) if Path(path).is_file())
-        if not matches:
+        found = sorted(Path(path) for path in glob.glob(str(base)) if Path(path).is_file())
+        if not found:
             raise InputError(f"input {name!r} ({pattern}): no file matches {base}")
-        files += [InputFile(name, pattern, path.resolve().as_uri(), path.resolve()) for path in matches]
+        files += [InputFile(name, pattern, path.resolve().as_uri(), path.resolve()) for path in found]
     for item in files:
         if item.suffix not in READERS:
             raise InputError(

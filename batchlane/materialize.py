@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from batchlane.inputs import InputError, read_pinned
 from batchlane.receipts import (
     BeginReceipt,
+    InputDigest,
     MaterializeReport,
     ReportedFile,
     parse_receipt,
@@ -97,7 +98,8 @@ def materialize(
     """Run the attempt's transform over its pinned inputs; write the product and the report to staging."""
     started = utcnow()
     files: list[ReportedFile] = []
-    error, fingerprint_, inputs = None, "", []
+    error, fingerprint_ = None, ""
+    inputs: list[InputDigest] = []
     workdir = Path(tempfile.mkdtemp(prefix="lane-materialize-"))
     try:
         import pyarrow as pa

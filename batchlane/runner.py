@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchlane.backends import backend_env
 from batchlane.gate import check, close_run, decide
@@ -113,7 +114,7 @@ class LocalRunner:
                                  trigger=plan.trigger)
             if start.action == "memoized":
                 self._update(progress, phase="memoized", attempt=start.attempt,
-                             seconds=time.perf_counter() - progress.started)
+                             seconds=time.perf_counter() - (progress.started or 0.0))
                 return
             self._update(progress, phase="materializing", attempt=start.attempt)
             if start.action == "materialize":
@@ -127,7 +128,7 @@ class LocalRunner:
             progress,
             phase="certified" if gate.decision == "certified" else ("failed" if failed_job else "rejected"),
             failing_rules=[rule.label for rule in checked.failing_rules], error=checked.error,
-            seconds=time.perf_counter() - progress.started,
+            seconds=time.perf_counter() - (progress.started or 0.0),
         )
 
     def interrupt(self, name: str) -> None:
@@ -138,10 +139,10 @@ class LocalRunner:
         for child in children:
             child.terminate()
 
-    def _signals(self) -> dict[int, object]:
+    def _signals(self) -> dict[signal.Signals, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[signal.Signals, Any] = {}
         for number in (signal.SIGTERM, signal.SIGINT):
             previous[number] = signal.signal(number, lambda signum, _frame: self.interrupt(signal.Signals(signum).name))
         return previous
@@ -161,7 +162,7 @@ class LocalRunner:
             self._execute(plan, progress, waiting, done, running)
         finally:
             for number, handler in previous.items():
-                signal.signal(number, handler)  # type: ignore[arg-type]
+                signal.signal(number, handler)
         manifest = close_run(self.backend, self.spec, plan.run_id)
         return RunResult(plan=plan, manifest=manifest, progress=progress, interrupted=self.interrupted)
 

@@ -7,16 +7,18 @@ that finishes it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from batchlane.certification import refusal, was_applied
 from batchlane.evidence import load_receipt, sorted_rows
 from batchlane.joblocks import output_busy
-from batchlane.receipts import CheckReceipt, GateReceipt, MaterializeReceipt, OutputClosure
+from batchlane.receipts import CheckReceipt, GateReceipt, MaterializeReceipt, OutputClosure, OutputState
 from batchlane.stores.base import Backend, ReceiptRow
 
 SETTLED = ("certified", "memoized")
 
 
-def _certified_state(backend: Backend, lane: str, gate: ReceiptRow, closure: dict) -> OutputClosure:
+def _certified_state(backend: Backend, lane: str, gate: ReceiptRow, closure: dict[str, Any]) -> OutputClosure:
     output = gate.output
     if was_applied(backend, lane, output, gate.key):
         return OutputClosure(state="certified", verdict="PASS", **closure)
@@ -44,7 +46,7 @@ def output_closure(backend: Backend, lane: str, run_id: str, output: str,
     latest = max(row.attempt for row in rows)
     current = {row.kind: row for row in rows if row.attempt == latest}
     certified = [row for row in rows if row.kind == "gate" and row.status == "certified"]
-    closure = dict(
+    closure: dict[str, Any] = dict(
         attempts=latest,
         head=[row for row in rows if row.attempt == latest][-1].digest,
         certified_attempt=certified[-1].attempt if certified else None,
@@ -72,7 +74,7 @@ def output_closure(backend: Backend, lane: str, run_id: str, output: str,
         check = load_receipt(backend, run_id, output, latest, "check")
         assert isinstance(check, CheckReceipt)
         failing, error = [rule.label for rule in check.failing_rules], check.error
-    state = "failed" if materialized is None or materialized.status == "failed" else "rejected"
+    state: OutputState = "failed" if materialized is None or materialized.status == "failed" else "rejected"
     return OutputClosure(state=state, verdict="FAIL", failing_rules=failing, error=error, **closure)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from batchlane.evidence import sorted_rows
 from batchlane.receipts import (
@@ -62,8 +63,8 @@ def verify_run(backend: Backend, run_id: str) -> VerifyReport:
 
 def _verify_chains(report: VerifyReport, rows, parsed) -> None:
     """Each attempt is one chain (begin -> materialize -> check -> gate); manifests chain by sequence."""
-    by_attempt: dict[tuple[str, int], dict[str, object]] = {}
-    manifests = []
+    by_attempt: dict[tuple[str, int], dict[str, tuple[str, Any]]] = {}
+    manifests: list[tuple[int, str, Any]] = []
     for row in rows:
         receipt = parsed.get(row.key)
         if receipt is None:
@@ -73,13 +74,13 @@ def _verify_chains(report: VerifyReport, rows, parsed) -> None:
         else:
             by_attempt.setdefault((row.output, row.attempt), {})[row.kind] = (row.key, receipt)
     for (output, attempt), receipts in sorted(by_attempt.items()):
-        previous = None
+        previous: str | None = None
         for kind in ("begin", "materialize", "check", "gate"):
             if kind not in receipts:
                 continue
             key, receipt = receipts[kind]
             memoized = isinstance(receipt, MaterializeReceipt) and receipt.status == "memoized"
-            expected = None if kind == "begin" or memoized else previous
+            expected: str | None = None if kind == "begin" or memoized else previous
             if receipt.prev != expected and not (kind == "materialize" and previous is None):
                 report.problems.append(f"{key}: chain broken (prev does not match the {kind} receipt before it)")
             previous = receipt.digest()

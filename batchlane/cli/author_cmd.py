@@ -97,7 +97,7 @@ def register_plan(subparsers: argparse._SubParsersAction) -> None:
 def _plan(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from batchlane.cli.common import StoreMissing, open_backend
+    from batchlane.cli.common import StoreMissingError, open_backend
     from batchlane.plan import PlanError
     from batchlane.preview import preview
     from batchlane.spec import load_spec
@@ -109,7 +109,7 @@ def _plan(args: argparse.Namespace) -> int:
                         f"outputs: {', '.join(spec.outputs)}")
     try:
         backend = open_backend(args)
-    except StoreMissing:
+    except StoreMissingError:
         backend = None  # no store yet: nothing is certified, every output would run
     items = preview(spec, backend, args.outputs)
     if args.json:

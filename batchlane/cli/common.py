@@ -28,7 +28,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LEDGER_FILE = "ledger.sqlite"
 
 
-class StoreMissing(LookupError):
+class StoreMissingError(LookupError):
     """A command that only reads was pointed at a local store that does not exist."""
 
 
@@ -63,7 +63,7 @@ def open_backend(args: argparse.Namespace, *, create: bool = False) -> Backend:
     if name == "local":
         root = lane_home(getattr(args, "home", None))
         if not create and not (root / LEDGER_FILE).is_file():
-            raise StoreMissing(
+            raise StoreMissingError(
                 f"no lane store at {root} (set LANE_HOME or pass --home; `lane run SPEC` creates one)"
             )
         return local_backend(root)
@@ -99,7 +99,7 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return command(args)
-        except (SpecError, PlanError, BackendConfigError, InputError, StoreMissing) as exc:
+        except (SpecError, PlanError, BackendConfigError, InputError, StoreMissingError) as exc:
             error(exc)
             return EXIT_USAGE
         except KeyboardInterrupt:

@@ -24,6 +24,7 @@ EXIT_CODES = {
     "status": "0, 2 unknown run/store",
     "show": "0, 2 unknown run/output/store",
     "verify": "0 intact, 1 any mismatch, 2 unknown run/store",
+    "repair": "0 repaired and closed, 1 evidence that does not fit its chain, 2 unknown run/store/spec",
     "events": "0, 130 on Ctrl-C",
     "revoke": "0, 1 nothing to revoke",
     "catalog": "0, 2 no store",

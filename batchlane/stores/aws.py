@@ -255,7 +255,7 @@ def _run_from(item: dict[str, Any]) -> RunRecord:
     return RunRecord(
         run_id=item["run_id"]["S"],
         lane=item["lane"]["S"],
-        trigger=item["trigger"]["S"],  # type: ignore[arg-type]
+        trigger=item["trigger"]["S"],
         started_at=_dt(item["started_at"]["S"]),
         spec_digest=item["spec_digest"]["S"],
         outputs=tuple(json.loads(item["outputs"]["S"])),

@@ -140,3 +140,20 @@ def test_events_json_lines_are_json(lane_dir, lane, lane_json):
     _code, out, _err = lane("events", "--json", "--type", "RunClosed")
     (event,) = [json.loads(line) for line in out.splitlines()]
     assert event["type"] == "RunClosed" and event["verdict"] == "PASS"
+
+
+def test_show_prints_every_rules_evidence_in_full(lane_dir, lane, lane_json):
+    with open(lane_dir / "data" / "payments.jsonl", "a") as handle:
+        handle.write(json.dumps({"payment_id": 99999, "order_id": 1, "amount": 10000.0, "paid_at": "2026-02-01"}) + "\n")
+    run = lane_json("run", lane_dir / "lane.yaml", "--outputs", "order_payments")[1]
+    receipts = lane_json("show", run["run_id"], "order_payments")[1]["receipts"]
+    (check,) = [r["receipt"] for r in receipts if r["receipt"]["kind"] == "check"]
+    code, out, _ = lane("show", run["run_id"], "order_payments")
+    assert code == 0
+    flat = " ".join(out.split())  # table cells may fold across lines
+    details = [rule["detail"] for rule in check["rules"] if rule["detail"]]
+    assert details
+    for detail in details:
+        assert " ".join(detail.split()) in flat, detail
+    failing = next(r for r in check["rules"] if not r["passed"])
+    assert failing["rule"] == "min" and repr(failing["observed"]) in flat and "-10000.0" in flat

@@ -45,7 +45,7 @@ def assert_same_shape(doc: Any, actual: Any, path: str = "$", key: str | None = 
 
 def test_every_documented_shape_is_tested():
     assert set(documented()) == {"run", "rerun", "status", "status-run", "show", "verify", "catalog", "validate",
-                                 "events"}
+                                 "events", "repair"}
 
 
 def test_run_and_audit_commands_match_the_documented_shapes(lane_dir, lane, lane_json):
@@ -63,6 +63,7 @@ def test_run_and_audit_commands_match_the_documented_shapes(lane_dir, lane, lane
     assert_same_shape(shapes["show"], lane_json("show", run["run_id"])[1])
     assert_same_shape(shapes["verify"], lane_json("verify", run["run_id"])[1])
     assert_same_shape(shapes["catalog"], lane_json("catalog")[1])
+    assert_same_shape(shapes["repair"], lane_json("repair", run["run_id"])[1])
     code, out, _err = lane("events", "--json")
     for line in out.splitlines():
         event = json.loads(line)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 
 def _snapshot(folder):
-    """Every file's bytes (SQLite's shared-memory index is touched by any reader, so it is left out)."""
-    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.name.endswith("-shm")}
+    """Every file's bytes, and the ledger's rows (SQLite may move its write-ahead log into the main file
+    whenever a connection closes, so the ledger is compared by content, not by bytes)."""
+    files = {p: p.read_bytes() for p in folder.rglob("*")
+             if p.is_file() and not p.name.startswith("ledger.sqlite")}
+    with sqlite3.connect(folder / "ledger.sqlite") as db:
+        files[folder / "ledger.sqlite"] = "\n".join(db.iterdump()).encode()
+    return files
 
 
 def test_plan_before_any_run_creates_no_store(lane_dir, lane_home, lane_json):

@@ -147,14 +147,14 @@ class _FakeS3:
         keys = self.keys
 
         class Pages:
-            def paginate(self, Bucket, Prefix):
-                return [{"Contents": [{"Key": k} for k in keys if k.startswith(Prefix)]}]
+            def paginate(self, **request):  # boto3 keyword names: Bucket, Prefix
+                return [{"Contents": [{"Key": k} for k in keys if k.startswith(request["Prefix"])]}]
 
         return Pages()
 
-    def head_object(self, Bucket, Key):
-        if Key not in self.keys:
-            raise KeyError(f"404 {Bucket}/{Key}")
+    def head_object(self, **request):  # boto3 keyword names: Bucket, Key
+        if request["Key"] not in self.keys:
+            raise KeyError(f"404 {request['Bucket']}/{request['Key']}")
         return {}
 
 

@@ -12,7 +12,7 @@ optionally generates Parquet files (``make``), and runs the command from that fo
     message      a substring of stdout + stderr (the whole message for spec cases, so wording changes are seen)
     make         a generator below that writes the Parquet file the case checks
     uncertified  [lane, output] pairs that must have no certification afterwards (default: corpus/items)
-    needs        set when the case depends on a checker change of issue 8 (H1): such cases fail until it lands
+    needs        the checker change of issue 8 (helper H1) the case depends on: it fails on a checker without it
     transform_traceback  true when a failing user transform's own traceback is part of the evidence shown
 """
 

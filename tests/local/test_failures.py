@@ -151,6 +151,11 @@ def test_materializer_killed_mid_write_certifies_nothing(tmp_path, backend):
     job.send_signal(signal.SIGKILL)
     assert job.wait() == -signal.SIGKILL
     assert not list((Path(backend.settings["home"]) / "staging").rglob("*.parquet")), "no partial product is published"
+    from batchlane.stores.local import LocalObjectStore
+
+    assert list(scratch.glob(f"{job.pid}-*")), "the killed job left its temporary file"
+    LocalObjectStore(Path(backend.settings["home"]))  # the next use of the store sweeps a dead job's leftovers
+    assert not list(scratch.glob(f"{job.pid}-*"))
     record_crash(backend, spec, plan.run_id, "items_clean", start.attempt, job_id=str(job.pid), error="killed (SIGKILL)")
     gate = decide(backend, spec, plan.run_id, "items_clean", start.attempt)
     assert gate.decision == "rejected" and "killed" in gate.reason
