@@ -141,13 +141,33 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
 # ----------------------------------------------------------------------------- decide
 
 
-def decide(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int) -> GateReceipt:
+def record_check_failure(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int,
+                         failure: str) -> CheckReceipt:
+    """The checker itself failed (timeout, out of memory, crash): an explicit FAIL receipt naming why, never a
+    retry that repeats the failure and never a verdict without evidence."""
+    materialized = record_materialized(backend, spec, run_id, output, attempt)
+    receipt = CheckReceipt(
+        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=materialized.digest(), verdict="FAIL",
+        materialize_digest=materialized.digest(), products=[], rules=[], seconds=0.0,
+        error=f"output {output}, run {run_id}, attempt {attempt}: the checker failed before a verdict: {failure}",
+    )
+    stored = write_once_or_existing(backend, receipt)
+    assert isinstance(stored, CheckReceipt)
+    return stored
+
+
+def decide(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int, *,
+           check_failure: str | None = None) -> GateReceipt:
     """Certify on PASS (pointer + event together), reject otherwise. Idempotent per attempt: deciding again
-    finishes what a crash interrupted (the pointer swap, the event)."""
+    finishes what a crash interrupted (the pointer swap, the event). ``check_failure`` says the check task
+    failed without a receipt: the attempt is rejected with that reason instead of being checked here."""
     existing = load_receipt(backend, run_id, output, attempt, "gate")
     checked = load_receipt(backend, run_id, output, attempt, "check")
     if not isinstance(checked, CheckReceipt):
-        checked = check(backend, spec, run_id, output, attempt)
+        if check_failure:
+            checked = record_check_failure(backend, spec, run_id, output, attempt, check_failure)
+        else:
+            checked = check(backend, spec, run_id, output, attempt)
     if existing is None:
         materialized = load_receipt(backend, run_id, output, attempt, "materialize")
         passed = checked.verdict == "PASS" and isinstance(materialized, MaterializeReceipt)

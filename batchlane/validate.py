@@ -100,9 +100,10 @@ def validate_spec(path: str | Path, *, credentials: Callable[[], bool] = s3_cred
     try:
         spec = load_spec(path)
     except SpecError as exc:
-        for where, message in spec_problems(str(exc), str(path)):
+        problems = spec_problems(str(exc), str(path))
+        for where, message in problems:
             report.problem(where, message)
-        broken = sorted({where.split(".")[1] for where, _ in spec_problems(str(exc), str(path))
+        broken = sorted({where.split(".")[1] for where, _ in problems
                          if where.startswith("outputs.") and ".contract" in where})
         partial = _without_contracts(Path(path), broken)  # inputs and transforms can still be checked
         if partial is None:

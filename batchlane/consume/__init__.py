@@ -5,7 +5,7 @@
 """
 
 from batchlane.consume.items import (
-    AlreadyAcknowledged,
+    AlreadyAcknowledgedError,
     CertifiedVersion,
     Delivery,
     Revocation,
@@ -22,7 +22,7 @@ from batchlane.consume.sdk import Consumer, consumer
 from batchlane.consume.sources import ConsumerConfigError
 
 __all__ = [
-    "AlreadyAcknowledged", "CertifiedVersion", "Consumer", "ConsumerConfigError", "Delivery", "LedgerReader",
+    "AlreadyAcknowledgedError", "CertifiedVersion", "Consumer", "ConsumerConfigError", "Delivery", "LedgerReader",
     "Revocation", "VersionNotInForce", "consumer", "owning_lane", "read_pinned", "read_product", "resolve_pinned",
     "version_state",
 ]

@@ -40,7 +40,10 @@ def consumer_events(args: argparse.Namespace, backend: Backend) -> int:
         error(exc)
         return EXIT_USAGE
     deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
-    stop = (lambda: deadline is not None and time.monotonic() > deadline)
+
+    def stop() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
     try:
         for item in follower.follow(poll=args.interval if args.follow else None, stop=stop):
             if args.json:

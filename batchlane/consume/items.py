@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class AlreadyAcknowledged(RuntimeError):
+class AlreadyAcknowledgedError(RuntimeError):
     pass
 
 
@@ -54,7 +54,7 @@ class Delivery:
     def ack(self) -> None:
         """Mark processed: the cursor moves past it (locally) or the message is deleted (SQS)."""
         if self.acked:
-            raise AlreadyAcknowledged(f"{self.kind} {self.lane}/{self.output} event {self.event_id} was acked before")
+            raise AlreadyAcknowledgedError(f"{self.kind} {self.lane}/{self.output} event {self.event_id} was acked before")
         self._acknowledge(self)
         self.acked = True
 

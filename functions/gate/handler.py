@@ -124,7 +124,10 @@ def _describe_failure(error: Any, cause: Any) -> tuple[str, str]:
 def decide_output(event: dict) -> dict:
     backend, spec = _context()
     run_id, output, attempt = _require(event, "run_id", "output", "attempt")
-    receipt = decide(backend, spec, run_id, output, int(attempt))
+    failure = None
+    if event.get("check_error"):  # the Check task itself failed (timeout, out of memory, crash)
+        failure, _ = _describe_failure(event.get("check_error"), event.get("check_cause"))
+    receipt = decide(backend, spec, run_id, output, int(attempt), check_failure=failure)
     return {"decision": receipt.decision, "receipt": receipt_key(run_id, output, int(attempt), "gate"),
             "digest": receipt.digest()}
 

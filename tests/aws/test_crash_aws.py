@@ -82,3 +82,26 @@ def test_an_attempt_that_cannot_begin_submits_no_job(moto_endpoint, tmp_path):
         assert result["status"] == "FAILED" and "no file matches" in result["cause"]
         assert not [job for job in lane.calls["batch"] if "customers_clean" in job["command"]]
         assert _backend().ledger.current("orders", "customers_clean") is None
+
+
+def test_a_check_that_dies_ends_in_an_explicit_fail_receipt(moto_endpoint, tmp_path, monkeypatch):
+    """Lambda out of memory / timeout: the Check task fails with no receipt; RecordCheckFailure rejects the attempt
+    with that reason (never a retry loop, never a silent pass)."""
+    import lane_check_handler
+
+    spec = copy_example(tmp_path / "lane")
+
+    def out_of_memory(event, context=None):
+        raise MemoryError("Runtime exited with error: signal: killed")
+
+    monkeypatch.setattr(lane_check_handler, "check", lambda *args, **kwargs: out_of_memory(None))
+    with deployed_lane(moto_endpoint, spec) as lane:
+        result = lane.run({"outputs": ["customers_clean"]}, name="check-dies")
+        assert result["status"] == "FAILED" and "the checker failed before a verdict" in result["cause"]
+        from batchlane.evidence import load_receipt
+
+        backend = _backend()
+        checked = load_receipt(backend, "check-dies", "customers_clean", 1, "check")
+        assert checked.verdict == "FAIL" and "MemoryError" in checked.error
+        assert load_receipt(backend, "check-dies", "customers_clean", 1, "gate").decision == "rejected"
+        assert backend.ledger.current("orders", "customers_clean") is None

@@ -12,7 +12,7 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:  # `support` helpers
     sys.path.insert(0, str(TESTS))
 
-from support.synth import (
+from support.synth import (  # noqa: E402 - after the sys.path entry above
     COPY_CONTEXT,
     FIXTURE_SPEC,
     FIXTURES,

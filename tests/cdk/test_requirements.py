@@ -65,3 +65,32 @@ def test_pyproject_pins_are_the_locked_versions(extra, role):
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==(\S+)", requirement)
         assert match, requirement
         assert lock.get(_norm(match.group(1))) == match.group(3), (extra, requirement)
+
+
+def _image_check():
+    import importlib.util
+
+    module_spec = importlib.util.spec_from_file_location("image_check", REPO / "scripts" / "image_check.py")
+    assert module_spec and module_spec.loader
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_image_check_refuses_loose_pins_and_unpinned_dependencies(tmp_path):
+    """Offline parts of `make image-check` (the download itself needs PyPI and runs only from make)."""
+    import zipfile
+
+    image_check = _image_check()
+    loose = tmp_path / "loose.txt"
+    loose.write_text("pyarrow>=20\n")
+    with pytest.raises(SystemExit, match="is not an exact pin"):
+        image_check.read_lock(loose)
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo-1.0.dist-info/METADATA",
+                         "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: pinned-dep\n"
+                         "Requires-Dist: missing-dep>=1\nRequires-Dist: win-only; sys_platform == 'win32'\n"
+                         "Requires-Dist: extra-only; extra == 'docs'\n")
+    problems = image_check.undeclared_dependencies(wheel, {"pinned-dep": "1.0"})
+    assert problems == ["demo needs missing-dep>=1"]

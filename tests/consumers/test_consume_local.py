@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from batchlane.backends import local_backend
-from batchlane.consume import AlreadyAcknowledged, CertifiedVersion, Revocation, consumer
+from batchlane.consume import AlreadyAcknowledgedError, CertifiedVersion, Revocation, consumer
 from batchlane.gate import NotCertified
 from batchlane.receipts import product_key
 from consumers.helpers import log_events
@@ -43,7 +43,7 @@ def test_a_delivered_version_reads_its_certified_rows_and_ack_moves_the_cursor(c
     assert len(frame) == 2000 and list(frame.columns) == ["order_id", "amount"]
     for item in items.values():
         item.ack()
-    with pytest.raises(AlreadyAcknowledged):
+    with pytest.raises(AlreadyAcknowledgedError):
         orders.ack()
     assert fraud.pending() == []
     assert consumer("fraud-stream").pending() == []     # durable: a new process starts after the acked events

@@ -67,7 +67,7 @@ def denying(principal: str, pairs: set[tuple[str, str]]) -> Iterator[None]:
 def _denied_pairs(principal: str) -> set[tuple[str, str]]:
     pairs = set(_DENIED.get(principal, ()))
     if os.environ.get(DENY_ENV) and os.environ.get(PRINCIPAL_ENV) == principal:
-        pairs |= {tuple(pair) for pair in json.loads(os.environ[DENY_ENV])}  # type: ignore[misc]
+        pairs |= {tuple(pair) for pair in json.loads(os.environ[DENY_ENV])}
     return pairs
 
 
@@ -172,13 +172,15 @@ def install() -> None:
         _check_denied(service, operation_name, api_params, principal)
         return original_call(self, operation_name, api_params)
 
-    def generate_presigned_url(self: Any, ClientMethod: str, Params: dict | None = None,
-                               ExpiresIn: int = 3600, HttpMethod: str | None = None) -> str:
-        operation = self.meta.method_to_api_mapping.get(ClientMethod, ClientMethod)
-        _record(self.meta.service_model.service_name, operation, dict(Params or {}), current_principal())
-        return original_presign(self, ClientMethod, Params=Params, ExpiresIn=ExpiresIn, HttpMethod=HttpMethod)
+    def generate_presigned_url(self: Any, *args: Any, **kwargs: Any) -> str:
+        # botocore's signature: (ClientMethod, Params=None, ExpiresIn=3600, HttpMethod=None)
+        method = args[0] if args else kwargs["ClientMethod"]
+        params = (args[1] if len(args) > 1 else kwargs.get("Params")) or {}
+        operation = self.meta.method_to_api_mapping.get(method, method)
+        _record(self.meta.service_model.service_name, operation, dict(params), current_principal())
+        return original_presign(self, *args, **kwargs)
 
-    botocore.client.BaseClient._make_api_call = _make_api_call  # type: ignore[method-assign]
+    botocore.client.BaseClient._make_api_call = _make_api_call
     botocore.signers.generate_presigned_url = generate_presigned_url  # clients created from now on use it
     _INSTALLED = True
 
