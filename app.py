@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
         assembly = app.synth()
     except (SpecError, AslError, SettingsError) as exc:
         print(f"synth failed: {exc}", file=sys.stderr)
-        return 1
+        return 2  # bad input (spec, settings, ASL): the same exit code as `lane run` on a bad spec
     for stack in assembly.stacks:
         for message in stack.messages:
             if str(message.level).rsplit(".", 1)[-1].lower() != "info":

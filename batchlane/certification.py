@@ -111,6 +111,8 @@ def revoke(backend: Backend, lane: str, output: str, reason: str, *, consumers: 
             f"revoked at {current.revoked_at:%Y-%m-%d %H:%M:%S} UTC ({current.revoked})"
             if current.revoked_at else f"{lane}/{output} is already revoked ({current.revoked})"
         )
+    if consumers is None:
+        consumers = _declared_consumers(backend, current)
     key = revoke_key(lane, output, current.run_id, current.attempt)
     receipt = RevokeReceipt(lane=lane, output=output, run_id=current.run_id, attempt=current.attempt,
                             certification=current.key, certification_digest=current.digest, order=current.order,
@@ -130,7 +132,22 @@ def revoke(backend: Backend, lane: str, output: str, reason: str, *, consumers: 
     except ConditionFailed:
         raise RevokeError(f"{lane}/{output}: the certification changed while revoking; run revoke again") from None
     publish_pending(backend, only={event.event_id()})
+    catalog_follows(backend, lane, output)
     return stored
+
+
+def _declared_consumers(backend: Backend, pointer: CertPointer) -> list[str]:
+    """The consumers the certified run's spec declares for the output (best effort: [] if it cannot be read)."""
+    from batchlane.spec import SpecError, load_spec
+
+    run = backend.ledger.get_run(pointer.run_id)
+    if run is None or not run.spec_path:
+        return []
+    try:
+        output = load_spec(run.spec_path).outputs.get(pointer.output)
+    except (SpecError, OSError):
+        return []
+    return list(output.consumers) if output else []
 
 
 def publish_pending(backend: Backend, only: set[str] | None = None) -> list[str]:
@@ -148,6 +165,16 @@ def publish_pending(backend: Backend, only: set[str] | None = None) -> list[str]
         write_point("event.mark")
         backend.ledger.mark_published(accepted)
     return accepted
+
+
+def catalog_follows(backend: Backend, lane: str, output: str) -> None:
+    """After a pointer move: the Glue table (when publication is on, AWS only) follows the certification in
+    force. Best effort: the certification stands either way, and closing the run syncs again."""
+    if backend.name != "aws":
+        return
+    from batchlane.glue_catalog import sync_if_enabled
+
+    sync_if_enabled(backend, lane, output, quiet=True)
 
 
 def certification_pointer(receipt: GateReceipt, key: str, order: str) -> CertPointer:

@@ -12,11 +12,12 @@ A certification is never invented: every step is the one the run would have take
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from typing import TYPE_CHECKING
 
-from batchlane.certification import order_of, publish_pending
+from batchlane.certification import catalog_follows, order_of, publish_pending
 from batchlane.evidence import EvidenceError, adopt_unindexed, index_manifest, output_rows
 from batchlane.joblocks import output_busy
 from batchlane.receipts import LaneEvent, RunManifest, Verdict, manifest_key, parse_manifest
@@ -101,6 +102,12 @@ def close_run(backend: Backend, spec: LaneSpec, run_id: str) -> RunManifest:
         write_point("manifest.event")
         backend.ledger.queue_event(_closed_event(manifest, key))
         publish_pending(backend)
+        for output in run.outputs:  # repairs a catalog sync that a crash (or a Glue error) skipped
+            catalog_follows(backend, run.lane, output)
+        if os.environ.get("LANE_OPENLINEAGE"):
+            from batchlane.openlineage_emit import emit_run
+
+            emit_run(backend, run_id, quiet=True)
         return manifest
     raise GateError(f"run {run_id}: could not write a manifest after {_CLOSE_TRIES} tries (too many concurrent closers)")
 

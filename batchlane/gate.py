@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from batchlane.certification import (
     RevokeError,
     apply_certification,
+    catalog_follows,
     certification_pointer,
     publish_pending,
     revoke,
@@ -195,4 +196,6 @@ def decide(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: 
     else:
         backend.ledger.queue_event(event)
     publish_pending(backend, only={event.event_id()})
+    if certified:
+        catalog_follows(backend, spec.lane, output)
     return existing

@@ -90,7 +90,7 @@ def test_broken_spec_fails_synth_with_the_field_path(tmp_path: Path):
     broken = tmp_path / "lane.yaml"
     broken.write_text(yaml.safe_dump(spec))
     result = _synth_subprocess(f"spec={broken}")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "outputs.orders_clean.contract.columns.amount.type" in result.stderr
     assert "synth failed" in result.stderr
 
