@@ -20,8 +20,10 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
+from batchlane.diagnostics import captured, document, user_first_traceback
 from batchlane.inputs import InputError, read_pinned
 from batchlane.receipts import (
     BeginReceipt,
@@ -50,7 +52,18 @@ class MaterializeError(RuntimeError):
     pass
 
 
-def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _accepts_params(function: Any) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return "params" in parameters
+
+
+def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame], log: Any,
+                   params: dict[str, str]) -> pd.DataFrame:
     import pandas as pd
 
     transform = load_transform(spec, output)
@@ -59,8 +72,14 @@ def _run_transform(spec: LaneSpec, output: str, frames: dict[str, pd.DataFrame])
         return frame
     dotted = spec.outputs[output].transform
     try:
-        result = transform(**frames)
+        with captured() as tail:
+            try:
+                extra = {"params": dict(params)} if _accepts_params(transform) else {}
+                result = transform(**frames, **extra)
+            finally:
+                log["output"] = tail.text()
     except Exception as exc:
+        log["traceback"] = user_first_traceback(exc, spec.base_dir)
         raise TransformError(f"transform {dotted} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(result, pd.DataFrame):
         raise TransformError(f"transform {dotted} returned {type(result).__name__}, expected a pandas DataFrame")
@@ -100,6 +119,7 @@ def materialize(
     files: list[ReportedFile] = []
     error, fingerprint_ = None, ""
     inputs: list[InputDigest] = []
+    log: dict[str, str] = {}
     workdir = Path(tempfile.mkdtemp(prefix="lane-materialize-"))
     try:
         import pyarrow as pa
@@ -109,7 +129,7 @@ def materialize(
         if fingerprint_ != begun.code_fingerprint:
             raise MaterializeError("the lane's code changed after the attempt began (code fingerprint differs)")
         frames, inputs = read_pinned(begun.inputs, workdir)
-        frame = _run_transform(spec, output, frames)
+        frame = _run_transform(spec, output, frames, log, begun.params)
         try:
             table = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowException, ValueError, TypeError) as exc:
@@ -117,18 +137,26 @@ def materialize(
         files = [_write_product(store, table, staging_prefix(run_id, output, attempt) + PRODUCT_FILE, workdir)]
     except (InputError, TransformError, MaterializeError) as exc:
         error = str(exc)
-        if isinstance(exc, TransformError) and exc.__cause__ is not None:
-            error += "\n" + "".join(traceback.format_exception(exc.__cause__)).rstrip()
     except Exception as exc:  # fail closed: any crash becomes a failed report naming the cause
         error = f"{type(exc).__name__}: {exc}"
+        log.setdefault("traceback", "".join(traceback.format_exception(exc)).rstrip())
     finally:
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
+    diagnostics = None
+    if log.get("output") or log.get("traceback"):
+        diagnostics = DIAGNOSTICS_FILE
+        try:
+            store.put_once(staging_prefix(run_id, output, attempt) + DIAGNOSTICS_FILE,
+                           document(log.get("output", ""), log.get("traceback")).encode())
+        except AlreadyExists:  # a duplicate delivery: the first job's diagnostics stand
+            pass
     report = MaterializeReport(
         lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id=job_id,
         status="failed" if error else "succeeded", files=[] if error else files, inputs=inputs,
         code_fingerprint=fingerprint_, started_at=started, finished_at=utcnow(), error=error,
+        diagnostics=diagnostics,
     )
     write_point("job.report")
     try:

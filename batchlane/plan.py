@@ -71,13 +71,18 @@ def plan_run(
     trigger: Trigger = "cli",
     outputs: list[str] | None = None,
     rerun_of: str | None = None,
+    variables: dict[str, str] | None = None,
 ) -> RunPlan:
     if outputs:
         _check_outputs(spec, outputs)
+    params = spec.run_params(variables)  # SpecError for an undeclared --var
     if rerun_of:
         run = backend.ledger.get_run(rerun_of)
         if run is None:
             raise PlanError(f"no run {rerun_of!r} in the {backend.name} store")
+        if variables:
+            raise PlanError(f"a rerun keeps the parameters of run {rerun_of!r} ({run.params or 'none'}): "
+                            "start a new run to change them")
         if run.lane != spec.lane:
             raise PlanError(f"run {rerun_of!r} belongs to lane {run.lane!r}, not {spec.lane!r}")
         repair_run(backend, spec, rerun_of)  # finish what a crash interrupted before choosing what to rerun
@@ -98,7 +103,7 @@ def plan_run(
         RunRecord(
             run_id=run_id or new_run_id(), lane=spec.lane, trigger=trigger, started_at=utcnow(),
             spec_digest=spec.digest(), outputs=tuple(selected),
-            spec_path=str(spec.source_path) if spec.source_path else "",
+            spec_path=str(spec.source_path) if spec.source_path else "", params=params,
         )
     )
     if record.lane != spec.lane:
@@ -125,15 +130,23 @@ def run_has_pending(backend: Backend, run_id: str) -> bool:
     return manifests[-1].status != "PASS"
 
 
-def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest], code: str | None = None) -> str:
-    """Same inputs (by content), same output spec, same code: same product."""
-    body = {
+def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest], code: str | None = None,
+             params: dict[str, str] | None = None) -> str:
+    """Same inputs (by content), same output spec, same code, same run parameters: same product.
+
+    Parameters count for outputs with a transform (a pass-through output ignores them); ``None`` means the
+    spec's defaults."""
+    if params is None:
+        params = spec.run_params()
+    body: dict = {
         "spec": spec.output_digest(output),
         "code": code if code is not None else code_fingerprint(spec, output),
         "inputs": sorted(
             [digest.name, [[item.size, item.sha256, item.version] for item in digest.files]] for digest in input_digests
         ),
     }
+    if params and spec.outputs[output].transform:
+        body["params"] = params
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -154,7 +167,7 @@ def begin_output(
     try:
         fingerprint_ = code_fingerprint(spec, output)
         digests = fingerprint(resolve_inputs(spec, output))
-        key = memo_key(spec, output, digests, fingerprint_)
+        key = memo_key(spec, output, digests, fingerprint_, run.params)
     except (InputError, TransformError) as exc:
         # Nothing can run: the attempt fails here, with the reason, before any job starts.
         receipt = MaterializeReceipt(
@@ -170,7 +183,7 @@ def begin_output(
     if pointer is None:
         begun = BeginReceipt(lane=spec.lane, run_id=run_id, output=output, attempt=attempt, trigger=trigger,
                              inputs=digests, code_fingerprint=fingerprint_, spec_digest=spec.output_digest(output),
-                             memo_key=key, memo_note=note)
+                             memo_key=key, memo_note=note, params=run.params)
         write_once_or_existing(backend, begun)
         return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=key)
     receipt = MaterializeReceipt(

@@ -96,6 +96,7 @@ class BeginReceipt(_Receipt):
     spec_digest: str
     memo_key: str
     memo_note: str | None = Field(default=None, description="why a certification with this memo key was not reused")
+    params: dict[str, str] = Field(default_factory=dict, description="run parameters the transform receives")
 
 
 class ReportedFile(_Model):
@@ -128,7 +129,8 @@ class MaterializeReport(_Model):
     started_at: datetime
     finished_at: datetime
     error: str | None = None
-    diagnostics: str | None = Field(default=None, description="key of the job's captured traceback and output")
+    diagnostics: Literal["diagnostics.txt"] | None = Field(
+        default=None, description="the job's captured traceback and output, next to the report")
 
     def canonical(self) -> bytes:
         return canonical_json(self.model_dump(mode="json", by_alias=True))
@@ -146,7 +148,8 @@ class MaterializeReceipt(_Receipt):
     memo_key: str
     memoized_from: str | None = Field(default=None, description="certification key reused when memoized")
     memoized_digest: str | None = Field(default=None, description="digest of the certification reused")
-    diagnostics: str | None = Field(default=None, description="key of the job's captured traceback and output")
+    diagnostics: str | None = Field(default=None, description="key of the attempt's traceback and captured output")
+    diagnostics_sha256: str | None = None
     started_at: datetime
     finished_at: datetime
     error: str | None = None
@@ -288,6 +291,10 @@ def staging_prefix(run_id: str, output: str, attempt: int) -> str:
 
 def report_key(run_id: str, output: str, attempt: int) -> str:
     return staging_prefix(run_id, output, attempt) + "report.json"
+
+
+def diagnostics_key(run_id: str, output: str, attempt: int) -> str:
+    return f"receipts/{run_id}/{output}/{attempt:04d}-diagnostics.txt"
 
 
 def revoke_key(lane: str, output: str, certification_run: str, certification_attempt: int) -> str:

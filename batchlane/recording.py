@@ -17,12 +17,17 @@ from batchlane.receipts import (
     MaterializeReceipt,
     MaterializeReport,
     Trigger,
+    diagnostics_key,
     report_key,
+    sha256_bytes,
     staging_prefix,
     utcnow,
 )
 from batchlane.spec import LaneSpec
-from batchlane.stores.base import Backend, NotFound, StoreError
+from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
+from batchlane.stores.base import AlreadyExists, Backend, NotFound, StoreError
+
+DIAGNOSTICS_LIMIT = 256 * 1024  # the job keeps 64 KB of output plus a traceback; never store more than this
 
 
 class _Refused(Exception):
@@ -58,7 +63,7 @@ def _load_report(backend: Backend, spec: LaneSpec, run_id: str, output: str, att
 def _products(backend: Backend, report: MaterializeReport, prefix: str) -> list[FileDigest]:
     """Hash every reported file ourselves; the staging prefix must hold exactly the reported files."""
     reported = {prefix + item.name: item for item in report.files}
-    present = set(backend.store.list_keys(prefix)) - {prefix + "report.json"}
+    present = set(backend.store.list_keys(prefix)) - {prefix + "report.json", prefix + DIAGNOSTICS_FILE}
     unexpected = sorted(present - set(reported))
     if unexpected:
         raise _Refused(f"the job wrote files it did not report: {', '.join(unexpected)}")
@@ -88,8 +93,24 @@ def _receipt(begun: BeginReceipt | None, spec: LaneSpec, run_id: str, output: st
         memo_key=(begun.memo_key if begun and not error else "unavailable"),
         started_at=report.started_at if report else now, finished_at=report.finished_at if report else now,
         error=f"{where}: {error}" if error else None,
-        diagnostics=report.diagnostics if report else None,
     )
+
+
+def _keep_diagnostics(backend: Backend, report: MaterializeReport | None, run_id: str, output: str,
+                      attempt: int) -> dict[str, str | None]:
+    """Copy the job's diagnostics (untrusted text, bounded) into the attempt's receipts, write-once."""
+    if report is None or report.diagnostics is None:
+        return {}
+    try:
+        data = backend.store.get(staging_prefix(run_id, output, attempt) + DIAGNOSTICS_FILE)[:DIAGNOSTICS_LIMIT]
+    except (NotFound, StoreError):
+        return {}
+    key = diagnostics_key(run_id, output, attempt)
+    try:
+        backend.store.put_once(key, data)
+    except AlreadyExists:
+        data = backend.store.get(key)
+    return {"diagnostics": key, "diagnostics_sha256": sha256_bytes(data)}
 
 
 def record_materialized(
@@ -127,6 +148,9 @@ def record_materialized(
         error = f"cannot read the job's staging files: {exc}"
     receipt = _receipt(begun if isinstance(begun, BeginReceipt) else None, spec, run_id, output, attempt,
                        job_id=job_id, trigger=trigger, report=report, error=error, products=products)
+    kept = _keep_diagnostics(backend, report, run_id, output, attempt)
+    if kept:
+        receipt = receipt.model_copy(update=kept)
     stored = write_once_or_existing(backend, receipt)
     assert isinstance(stored, MaterializeReceipt)
     return stored

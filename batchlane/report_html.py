@@ -153,7 +153,7 @@ def build_report(backend: Backend, run_id: str, *, now: datetime | None = None) 
     for name in run.outputs:
         parts.append(f'<section class="output" id="output-{e(name)}"><h2>{e(name)}</h2>')
         for row, receipt in receipts.get(name, []):
-            parts.append(_receipt_html(row, receipt))
+            parts.append(_receipt_html(row, receipt, diagnostics_of(backend, receipt)))
         if not receipts.get(name):
             parts.append("<p>no receipts: this output never started</p>")
         parts.append("</section>")
@@ -171,7 +171,18 @@ def build_report(backend: Backend, run_id: str, *, now: datetime | None = None) 
     return "\n".join(parts) + "\n"
 
 
-def _receipt_html(row: ReceiptRow, receipt: Any) -> str:
+def diagnostics_of(backend: Backend, receipt: Any) -> str | None:
+    """The attempt's captured traceback and output (untrusted text), when its receipt names them."""
+    key = getattr(receipt, "diagnostics", None)
+    if not isinstance(receipt, MaterializeReceipt) or not key:
+        return None
+    try:
+        return backend.store.get(key).decode("utf-8", errors="replace")
+    except Exception as exc:  # the report shows what it can: a missing file is said, not fatal
+        return f"(diagnostics {key} cannot be read: {exc})"
+
+
+def _receipt_html(row: ReceiptRow, receipt: Any, diagnostics: str | None = None) -> str:
     title = f'<h3 id="{e(row.key)}">attempt {e(row.attempt)} · {e(row.kind)} · <code>{e(row.key)}</code></h3>'
     if isinstance(receipt, Exception):
         return title + f'<p class="error">unreadable: {e(type(receipt).__name__)}: {e(receipt)}</p>'
@@ -197,6 +208,9 @@ def _receipt_html(row: ReceiptRow, receipt: Any) -> str:
                                 + "</p>")
         if receipt.error:
             body.append(f'<p class="error">{e(receipt.error)}</p>')
+        if diagnostics is not None:
+            body.append(f'<p class="meta">diagnostics <code>{e(receipt.diagnostics)}</code> sha256 '
+                        f'<code>{e(receipt.diagnostics_sha256)}</code></p><pre class="diagnostics">{e(diagnostics)}</pre>')
         return title + "".join(body)
     if isinstance(receipt, CheckReceipt):
         rows = "unknown" if receipt.rows is None else f"{receipt.rows:,}"

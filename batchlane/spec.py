@@ -401,11 +401,39 @@ class OutputSpec(_Model):
         return {output for output, _ in self.contract.references().values()}
 
 
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
 class LaneSpec(_Model):
     lane: str = Field(pattern=NAME_PATTERN)
+    vars: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="run parameters and their defaults; `lane run --var NAME=VALUE` overrides")
     outputs: dict[str, OutputSpec] = Field(min_length=1)
     _base_dir: Path = PrivateAttr(default=Path("."))
     _source_path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("vars")
+    @classmethod
+    def _var_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not VAR_NAME.match(name):
+                raise _FieldError((name,), f"variable name {name!r} must be a Python identifier (letters, digits, _)")
+        return value
+
+    def run_params(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        """The spec's variables with ``--var`` overrides applied, as text (a transform parses what it needs).
+
+        An override of a variable the spec does not declare is refused (SpecError), with a suggestion.
+        """
+        params = {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in self.vars.items()}
+        for name, value in (overrides or {}).items():
+            if name not in params:
+                close = difflib.get_close_matches(name, list(params), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (
+                    f" (declared: {', '.join(params)})" if params else "; declare it under `vars:` in the spec")
+                raise SpecError(f"--var {name}: lane {self.lane!r} has no variable {name!r}{hint}")
+            params[name] = value
+        return params
 
     @field_validator("outputs")
     @classmethod

@@ -38,6 +38,8 @@ def verify_run(backend: Backend, run_id: str) -> VerifyReport:
     rows = sorted_rows(backend.ledger.receipts(run_id))
     indexed = {row.key for row in rows}
     for key in backend.store.list_keys(f"receipts/{run_id}/"):
+        if key.endswith("-diagnostics.txt"):  # not a receipt: its materialize receipt holds its digest
+            continue
         if key not in indexed:
             report.problems.append(f"{key}: stored but not in the ledger index (a crash between the two writes? "
                                    f"`lane repair {run_id}` adopts it if it fits its chain)")
@@ -104,6 +106,14 @@ def _verify_chains(report: VerifyReport, rows, parsed) -> None:
 
 def _verify_bytes(backend: Backend, report: VerifyReport, parsed) -> None:
     for key, receipt in parsed.items():
+        if isinstance(receipt, MaterializeReceipt) and receipt.diagnostics:
+            try:
+                data = backend.store.get(receipt.diagnostics)
+            except (NotFound, StoreError):
+                report.problems.append(f"{receipt.diagnostics}: named by {key} but missing")
+            else:
+                if sha256_bytes(data) != receipt.diagnostics_sha256:
+                    report.problems.append(f"{receipt.diagnostics}: changed since {key} recorded it")
         if not (isinstance(receipt, GateReceipt) and receipt.decision == "certified"):
             continue
         for proof in receipt.proof:

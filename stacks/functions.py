@@ -35,6 +35,7 @@ class FunctionsProps:
     input_kms_key_arns: tuple[str, ...]
     log_retention_days: int
     resolve_url_ttl_seconds: int = 900
+    glue_database: str | None = None      # Glue publication (stacks/catalog.py): the gate syncs the catalog
 
 
 class LaneFunctions(Construct):
@@ -58,7 +59,9 @@ class LaneFunctions(Construct):
         self.gate_function, self.gate_role = self._function(
             "GateFunction", "functions.gate.handler.handler",
             memory=1024, timeout=GATE_TIMEOUT, tmp=Size.gibibytes(10),    # proofs are re-hashed from /tmp
-            description="gate (plan, begin, record_crash, decide, settle, close)")
+            description="gate (plan, begin, record_crash, decide, settle, close)",
+            # decide, close and repair publish the certification in force to Glue (batchlane.glue_catalog)
+            extra_env={"LANE_GLUE_DATABASE": props.glue_database} if props.glue_database else None)
         grant_lane_objects(self.gate_role, bucket, read=[STAGING, RECEIPTS], write=[RECEIPTS])
         grant_ledger(self.gate_role, table, "write", outbox_delete=True)
         self.gate_role.add_to_principal_policy(iam.PolicyStatement(

@@ -1,7 +1,7 @@
 """One CloudFormation stack per lane spec, composed of constructs with explicit inputs:
 
 storage (bucket, ledger, bus) -> image (one runtime image) -> compute (VPC, Batch, job role) ->
-functions (check, gate, resolve) -> orchestration (state machine, triggers, operator policy) ->
+functions (check, gate, resolve) -> catalog (optional Glue publication) -> orchestration (state machine, triggers, operator policy) ->
 consumers (queues, roles) -> alarms.
 
 Everything is environment-agnostic (no account/region lookups): `python app.py` synthesizes offline.
@@ -23,6 +23,7 @@ from constructs import Construct
 from batchlane.spec import LaneSpec
 from stacks.alarms import AlarmsProps, LaneAlarms
 from stacks.asl import AslUsage
+from stacks.catalog import CatalogProps, LaneCatalog
 from stacks.common import InputScopes, ident
 from stacks.compute import ComputeProps, LaneCompute
 from stacks.consumers import ConsumersProps, LaneConsumers
@@ -73,6 +74,7 @@ class LaneStack(Stack):
         self.image = image = RuntimeImage(self, "RuntimeImage", repo_root=repo_root, spec_rel=spec_rel,
                                           dockerfile=settings.dockerfile)
         scopes = InputScopes.from_spec(spec)
+        glue_database = settings.glue_database_for(lane)
         job_definition_name = f"{self.stack_name}-materialize"
         self.compute = compute = LaneCompute(
             self, "Compute",
@@ -90,8 +92,12 @@ class LaneStack(Stack):
             self, "Functions",
             props=FunctionsProps(lane=lane, environment=environment, input_scopes=scopes,
                                  input_kms_key_arns=settings.input_kms_key_arns,
-                                 log_retention_days=settings.log_retention_days),
+                                 log_retention_days=settings.log_retention_days, glue_database=glue_database),
             image=image, bucket=storage.bucket, table=storage.table, bus=storage.bus)
+        self.catalog: LaneCatalog | None = None
+        if glue_database:
+            self.catalog = LaneCatalog(self, "Catalog", props=CatalogProps(lane=lane, database=glue_database),
+                                       bucket=storage.bucket, gate_role=functions.gate_role, job_role=compute.job_role)
         self.orchestration = orchestration = LaneOrchestration(
             self, "Orchestration",
             props=OrchestrationProps(lane=lane, asl=asl, asl_source=str(settings.asl),

@@ -16,6 +16,11 @@ DEFAULT_DOCKERFILE = "image/Dockerfile"
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
+GLUE_AUTO = "auto"
+GLUE_OFF = ("", "off", "false", "no", "none")
+GLUE_DATABASE_NAME = re.compile(r"[a-z0-9_]{1,255}")
+
+
 class SettingsError(ValueError):
     """A context value that cannot be used; the message names the context key."""
 
@@ -60,6 +65,24 @@ def _json_object(context: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
+def _glue_database(context: dict[str, Any]) -> str | None:
+    """Glue Data Catalog publication: off (default), ``auto`` (database ``batchlane_<lane>``) or a database name."""
+    value = context.get("glue_database")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return GLUE_AUTO
+    text = str(value).strip()
+    if text.lower() in GLUE_OFF:
+        return None
+    if text.lower() == GLUE_AUTO:
+        return GLUE_AUTO
+    if not GLUE_DATABASE_NAME.fullmatch(text):
+        raise SettingsError(f"context glue_database: {text!r} must be auto, off, or a Glue database name "
+                            "(lower-case letters, digits and underscores, at most 255)")
+    return text
+
+
 @dataclass(frozen=True)
 class LaneSettings:
     spec: Path
@@ -82,6 +105,7 @@ class LaneSettings:
     consumer_principal: str | None = None
     alarm_topic_arn: str | None = None
     stack_name: str | None = None
+    glue_database: str | None = None      # Glue publication off (None), else the database name (auto resolved)
 
     @classmethod
     def from_context(cls, context: dict[str, Any], root: Path = REPO_ROOT) -> LaneSettings:
@@ -126,6 +150,7 @@ class LaneSettings:
         if vcpu not in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
             raise SettingsError(f"context job_vcpu: {vcpu} is not a Fargate vCPU size (0.25, 0.5, 1, 2, 4, 8, 16)")
 
+        glue_database = _glue_database(context)
         return cls(
             spec=path("spec", DEFAULT_SPEC),
             asl=path("asl", DEFAULT_ASL),
@@ -149,4 +174,14 @@ class LaneSettings:
             consumer_principal=context.get("consumer_principal") or None,
             alarm_topic_arn=context.get("alarm_topic_arn") or None,
             stack_name=context.get("stack_name") or None,
+            glue_database=glue_database,
         )
+
+    def glue_database_for(self, lane: str) -> str | None:
+        """The Glue database certified products of ``lane`` are published to, or None when publication is off
+        (``auto`` = ``batchlane_<lane>``, as batchlane.glue_catalog names it at run time)."""
+        if self.glue_database is None:
+            return None
+        from batchlane.glue_catalog import database_name
+
+        return database_name(lane, None if self.glue_database == GLUE_AUTO else self.glue_database)

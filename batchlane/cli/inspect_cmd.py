@@ -186,7 +186,7 @@ def _show(args: argparse.Namespace) -> int:
             continue
         receipt = load_receipt(backend, run.run_id, row.output, row.attempt, row.kind)
         if receipt is not None:
-            print_receipt(row.key, receipt)
+            print_receipt(row.key, receipt, backend)
     if args.output is None:
         manifest = latest_manifest(backend, run.run_id)
         if manifest:
@@ -199,7 +199,8 @@ def _rows(rows: int | None) -> str:
     return "rows unknown" if rows is None else f"{rows:,} rows"
 
 
-def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckReceipt | GateReceipt) -> None:
+def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckReceipt | GateReceipt,
+                  backend: Backend | None = None) -> None:
     out.print(Text.assemble("\n", (receipt.output, "bold"), f" attempt {receipt.attempt} · {receipt.kind} · ",
                             (key, "dim")))
     if isinstance(receipt, BeginReceipt):
@@ -218,6 +219,12 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
                                 f" · spec {receipt.spec_digest[:12]}"))
         if receipt.memoized_from:
             out.print(f"  memoized: reuses {receipt.memoized_from}")
+        if receipt.diagnostics and backend is not None:
+            from batchlane.report_html import diagnostics_of
+
+            out.print(Text(f"  diagnostics {receipt.diagnostics} (sha256 {receipt.diagnostics_sha256}):"))
+            for line in (diagnostics_of(backend, receipt) or "").splitlines():
+                out.print(Text(f"    {line}"))
         for item in receipt.inputs:
             for file in item.files:
                 out.print(f"  input  {item.name}: {file.uri}  {file.size:,} B  sha256 {file.sha256}")

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("spec", help="lane spec YAML, e.g. examples/orders/lane.yaml")
     run.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs to run (default: all)")
+    run.add_argument("--var", type=_variable, action="append", default=[], metavar="NAME=VALUE",
+                     help="set a run parameter declared under `vars:` in the spec (repeatable); a transform with a "
+                     "`params` argument receives them as a dict; they are part of the memo key and the receipts")
     _common(run)
     run.set_defaults(func=guarded(_run))
 
@@ -79,10 +82,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_backend_options(parser)
 
 
+def _variable(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name.strip(), value
+
+
 def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    variables = dict(args.var)
+    spec.run_params(variables)  # an undeclared variable is a usage error before any store is created
     backend = open_backend(args, create=True)
-    plan = plan_run(backend, spec, outputs=args.outputs, trigger="cli")
+    plan = plan_run(backend, spec, outputs=args.outputs, trigger="cli", variables=variables)
     return _execute(args, backend, spec, plan, rerun=False)
 
 

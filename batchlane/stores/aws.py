@@ -260,6 +260,7 @@ def _run_from(item: dict[str, Any]) -> RunRecord:
         spec_digest=item["spec_digest"]["S"],
         outputs=tuple(json.loads(item["outputs"]["S"])),
         spec_path=item.get("spec_path", {}).get("S", ""),
+        params=json.loads(item.get("params", {}).get("S", "{}")),
     )
 
 
@@ -326,6 +327,7 @@ class DynamoLedger:
             "run_id": _s(run.run_id), "lane": _s(run.lane), "trigger": _s(run.trigger),
             "started_at": _s(started), "spec_digest": _s(run.spec_digest),
             "outputs": _s(json.dumps(list(run.outputs))), "spec_path": _s(run.spec_path),
+            "params": _s(json.dumps(run.params, sort_keys=True)),
         }
         index = {**record, "pk": _s("RUNS"), "sk": _s(f"{started}#{run.run_id}")}
         try:

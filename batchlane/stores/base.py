@@ -70,6 +70,7 @@ class RunRecord:
     spec_digest: str
     outputs: tuple[str, ...]
     spec_path: str = ""   # where the spec was loaded from, so `lane rerun RUN_ID` needs no --spec
+    params: dict[str, str] = field(default_factory=dict)   # run parameters (spec vars + --var overrides)
 
 
 @dataclass(frozen=True)

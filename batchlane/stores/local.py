@@ -181,7 +181,8 @@ class LocalObjectStore:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, lane TEXT NOT NULL, trigger TEXT NOT NULL, started_at TEXT NOT NULL,
-    spec_digest TEXT NOT NULL, outputs TEXT NOT NULL, spec_path TEXT NOT NULL DEFAULT '');
+    spec_digest TEXT NOT NULL, outputs TEXT NOT NULL, spec_path TEXT NOT NULL DEFAULT '',
+    params TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS attempts (
     run_id TEXT NOT NULL, output TEXT NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (run_id, output));
 CREATE TABLE IF NOT EXISTS receipts (
@@ -207,6 +208,9 @@ class SqliteLedger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connection().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own commit
+        columns = {row["name"] for row in self._connection().execute("PRAGMA table_info(runs)")}
+        if "params" not in columns:  # a store written by 0.1.0 before run parameters existed
+            self._connection().execute("ALTER TABLE runs ADD COLUMN params TEXT NOT NULL DEFAULT '{}'")
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -240,9 +244,9 @@ class SqliteLedger:
     def create_run(self, run: RunRecord) -> RunRecord:
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?)",
                 (run.run_id, run.lane, run.trigger, run.started_at.isoformat(), run.spec_digest,
-                 json.dumps(list(run.outputs)), run.spec_path),
+                 json.dumps(list(run.outputs)), run.spec_path, json.dumps(run.params, sort_keys=True)),
             )
         stored = self.get_run(run.run_id)
         assert stored is not None
@@ -254,6 +258,7 @@ class SqliteLedger:
             run_id=row["run_id"], lane=row["lane"], trigger=row["trigger"],
             started_at=datetime.fromisoformat(row["started_at"]), spec_digest=row["spec_digest"],
             outputs=tuple(json.loads(row["outputs"])), spec_path=row["spec_path"],
+            params=json.loads(row["params"]),
         )
 
     def get_run(self, run_id: str) -> RunRecord | None:

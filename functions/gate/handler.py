@@ -16,7 +16,7 @@ from batchlane.gate import NotCertified, close_run, decide, repair_run, resolve,
 from batchlane.recording import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
-from batchlane.spec import LaneSpec
+from batchlane.spec import LaneSpec, SpecError
 from batchlane.warm import lane_backend, lane_spec
 
 TRIGGERS = ("cli", "console", "eventbridge", "rerun", "api")
@@ -51,17 +51,29 @@ def _selection(raw: Any) -> dict[str, Any]:
         outputs = detail.get("outputs") if isinstance(detail, dict) else None
         if isinstance(outputs, dict):  # a RunClosed event of an upstream lane carries {output: state}
             outputs = None
-        return {"outputs": list(outputs) if outputs else None, "rerun_of": None, "trigger": "eventbridge"}
-    unknown = sorted(set(raw) - {"outputs", "rerun_of", "trigger"})
+        variables = detail.get("vars") if isinstance(detail, dict) else None
+        return {"outputs": list(outputs) if outputs else None, "rerun_of": None, "trigger": "eventbridge",
+                "variables": _variables(variables)}
+    unknown = sorted(set(raw) - {"outputs", "rerun_of", "trigger", "vars"})
     if unknown:
-        raise BadRequest(f"unknown execution input field(s) {', '.join(unknown)}: use outputs or rerun_of")
+        raise BadRequest(f"unknown execution input field(s) {', '.join(unknown)}: use outputs, rerun_of or vars")
     outputs = raw.get("outputs")
     if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)):
         raise BadRequest("outputs must be a list of output names")
     trigger = raw.get("trigger") or ("rerun" if raw.get("rerun_of") else "console")
     if trigger not in TRIGGERS:
         raise BadRequest(f"trigger {trigger!r} is not one of {', '.join(TRIGGERS)}")
-    return {"outputs": outputs or None, "rerun_of": raw.get("rerun_of"), "trigger": trigger}
+    return {"outputs": outputs or None, "rerun_of": raw.get("rerun_of"), "trigger": trigger,
+            "variables": _variables(raw.get("vars"))}
+
+
+def _variables(raw: Any) -> dict[str, str] | None:
+    """Run parameters from the execution input: {"vars": {"run_date": "2026-11-29"}} (values as text)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise BadRequest("vars must be an object of NAME: VALUE")
+    return {name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in raw.items()}
 
 
 def plan(event: dict) -> dict:
@@ -70,8 +82,9 @@ def plan(event: dict) -> dict:
     selection = _selection(event.get("input"))
     try:
         planned = plan_run(backend, spec, run_id=None if selection["rerun_of"] else execution,
-                           trigger=selection["trigger"], outputs=selection["outputs"], rerun_of=selection["rerun_of"])
-    except PlanError as exc:
+                           trigger=selection["trigger"], outputs=selection["outputs"], rerun_of=selection["rerun_of"],
+                           variables=selection["variables"])
+    except (PlanError, SpecError) as exc:
         raise BadRequest(str(exc)) from None
     return {
         "run": {"run_id": planned.run_id, "lane": planned.lane, "trigger": planned.trigger},

@@ -311,3 +311,157 @@ def test_a_missing_input_grant_ends_in_a_failed_attempt_naming_access_denied(lan
     assert "orders" in message and "AccessDenied" in message, message
     assert "s3://lane-landing-bucket/orders/2026/jan.csv" in message and "s3:GetObjectVersion" in message
     print(f"\nwhat surfaces for a missing input grant: {message}")
+
+
+# --------------------------------------------------------------------------- Glue Data Catalog publication
+
+
+GLUE_OUTPUT = "orders_clean"
+
+
+def _gate_glue_database(template: dict) -> str:
+    (gate,) = [body for name, body in template["Resources"].items()
+               if body["Type"] == "AWS::Lambda::Function" and name.startswith("FunctionsGateFunction")]
+    return gate["Properties"]["Environment"]["Variables"]["LANE_GLUE_DATABASE"]
+
+
+def _glue_table(database: str, table: str) -> dict[str, Any] | None:
+    glue = boto3.client("glue", region_name=REGION)
+    try:
+        return glue.get_table(DatabaseName=database, Name=table)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+
+
+def _catalog_part(call: dict[str, Any]) -> bool:
+    """A call the Glue sync makes: Glue itself, or S3 under published/."""
+    params = call["params"]
+    return call["service"] == "glue" or (
+        call["service"] == "s3" and str(params.get("Key") or params.get("Prefix") or "").startswith("published/"))
+
+
+@pytest.fixture(scope="module")
+def glue(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
+    """The example lane deployed from the `copy` template (context glue_database=auto), with the gate's
+    LANE_GLUE_DATABASE as synthesized: a certified run (the gate publishes), a rejected run, an SQL reader
+    reading the table with awswrangler, and an administrator's `lane revoke`, all recorded."""
+    import awswrangler as wr
+
+    from batchlane.gate import resolve
+    from batchlane.stores.aws import aws_backend
+
+    root = tmp_path_factory.mktemp("iam-glue")
+    spec = copy_example(root / "lane")
+    template = synth.template("copy")
+    database = _gate_glue_database(template)
+    outcomes: dict[str, Any] = {"database": database}
+    with deployed_lane(moto_endpoint, spec, template=template, record_dir=root / "calls") as lane, \
+            patched_env({"LANE_GLUE_DATABASE": database}), recording(root / "calls") as calls:
+        with acting_as("operator"):
+            outcomes["pass"] = lane.run({}, name="glue-pass")
+        backend = aws_backend(BUCKET, TABLE, BUS)
+        outcomes["certified_rows"] = sum(item.rows or 0 for item in resolve(
+            backend, "orders", GLUE_OUTPUT, verify_bytes=False).certification.proof)
+        outcomes["after_pass"] = {output: _glue_table(database, output) for output in ("orders_clean", "order_payments")}
+        _break_payments(spec)
+        with acting_as("operator"):
+            outcomes["fail"] = lane.run({"outputs": ["order_payments"]}, name="glue-fail")
+        outcomes["after_fail"] = _glue_table(database, "order_payments")
+        with acting_as("catalog-reader"):
+            outcomes["sql_rows"] = len(wr.s3.read_parquet_table(database=database, table=GLUE_OUTPUT))
+        # an administrator revokes (receipts, ledger and events are theirs to write; the catalog part is evaluated
+        # against the publish policy the stack hands out for it)
+        with acting_as("revoker"):
+            outcomes["revoke"] = _cli("revoke", "orders", GLUE_OUTPUT, "--reason", "bad upstream extract",
+                                      "--backend", "aws")
+        outcomes["after_revoke"] = _glue_table(database, GLUE_OUTPUT)
+        outcomes["published_after_revoke"] = sorted(lane.objects(f"published/orders/{GLUE_OUTPUT}/"))
+    proof_calls = [call for call in calls if call["principal"] != "revoker"]
+    proof_calls += [{**call, "principal": "catalog-publisher"} for call in calls
+                    if call["principal"] == "revoker" and _catalog_part(call)]
+    outcomes["revoker_catalog_calls"] = len(proof_calls) - len([c for c in calls if c["principal"] != "revoker"])
+    yield ProofRun(proof_calls, _policies(template, lane), Names(region=REGION, account=ACCOUNT), outcomes)
+
+
+def test_glue_scenarios_did_what_they_say(glue):
+    outcomes, database = glue.outcomes, glue.outcomes["database"]
+    assert database == "batchlane_orders"
+    assert outcomes["pass"]["status"] == "SUCCEEDED", outcomes["pass"].get("cause")
+    table = outcomes["after_pass"][GLUE_OUTPUT]
+    assert table is not None
+    parameters = table["Parameters"]
+    location = table["StorageDescriptor"]["Location"]
+    # the certified version's published copy, never staging/
+    assert location == f"s3://{BUCKET}/published/orders/{GLUE_OUTPUT}/{parameters['batchlane_run_id']}/0001/"
+    assert outcomes["fail"]["status"] == "FAILED" and outcomes["fail"]["error"] == "OutputsUncertified"
+    before, after = outcomes["after_pass"]["order_payments"], outcomes["after_fail"]
+    assert before is not None and after is not None
+    assert after["Parameters"] == before["Parameters"]                       # a rejection never moves the table
+    assert after["StorageDescriptor"]["Location"] == before["StorageDescriptor"]["Location"]
+    assert outcomes["sql_rows"] == outcomes["certified_rows"] > 0            # SQL sees exactly the certified rows
+    assert outcomes["revoke"][0] == 0, outcomes["revoke"]
+    assert outcomes["after_revoke"] is None and outcomes["published_after_revoke"] == []
+    assert outcomes["revoker_catalog_calls"] > 0
+
+
+def test_every_glue_publication_call_is_allowed_by_the_synthesized_policies(glue):
+    verdicts = simulate(glue.requests(), glue.policies)
+    report = figures(glue.calls, verdicts)
+    print(f"\nIAM proof (Glue publication): {report['recorded_calls']} recorded calls, {report['distinct_requests']} "
+          f"distinct requests, {report['principal_action_pairs']} (principal, action) pairs, {report['allowed']} allowed")
+    for principal, action in report["pairs"]:
+        if action.startswith("glue:") or principal.startswith("catalog-"):
+            print(f"  {principal:24} {action}")
+    assert report["not_allowed"] == []
+    pairs = set(report["pairs"])
+    assert {("gate", "glue:CreateTable"), ("gate", "glue:CreateDatabase"), ("gate", "glue:GetTable"),
+            ("gate", "s3:PutObject"), ("catalog-reader", "glue:GetTable"), ("catalog-reader", "s3:GetObject"),
+            ("catalog-publisher", "glue:DeleteTable"), ("catalog-publisher", "s3:DeleteObject")} <= pairs
+    published = f"arn:aws:s3:::{BUCKET}/published/"
+    gate_writes = [v.request for v in verdicts if v.request.principal == "gate" and v.request.action == "s3:PutObject"
+                   and v.request.source == "s3.CopyObject"]
+    assert gate_writes and all(request.resource.startswith(published) for request in gate_writes)
+    reader = [v.request for v in verdicts if v.request.principal == "catalog-reader" and v.request.action.startswith("s3:")]
+    assert reader and all(request.resource.startswith((published, f"arn:aws:s3:::{BUCKET}")) for request in reader)
+    assert not [r for r in reader if "/staging/" in r.resource or "/receipts/" in r.resource]
+    assert not [call for call in glue.calls if call["principal"] == "job" and call["service"] == "glue"]
+
+
+@pytest.mark.parametrize("principal, sid", [
+    ("gate", "GluePublishTables"),
+    ("gate", "WritePublishedCopies"),
+    ("catalog-reader", "GlueReadTables"),
+    ("catalog-reader", "ReadPublishedCopies"),
+    ("catalog-publisher", "GluePublishTables"),
+])
+def test_glue_canary_removing_one_needed_statement_denies(glue, principal, sid):
+    weakened = glue.policies.without_statement(principal, sid)
+    denied = [v for v in simulate(glue.requests(), weakened) if not v.allowed]
+    assert denied and {v.request.principal for v in denied} == {principal}
+
+
+def test_the_job_and_sql_readers_cannot_touch_what_they_must_not(glue):
+    """The job (untrusted code) cannot write or delete published copies, whatever its role says (bucket policy);
+    SQL readers cannot read staging/ (explicit deny), write published/, or move a Glue table."""
+    key = f"published/orders/{GLUE_OUTPUT}/forged/0001/part-0.parquet"
+    database = glue.outcomes["database"]
+    attempts = [
+        {"principal": "job", "service": "s3", "operation": "PutObject", "params": {"Bucket": BUCKET, "Key": key}},
+        {"principal": "job", "service": "s3", "operation": "DeleteObject", "params": {"Bucket": BUCKET, "Key": key}},
+        {"principal": "job", "service": "glue", "operation": "UpdateTable",
+         "params": {"DatabaseName": database, "TableInput": {"Name": GLUE_OUTPUT}}},
+        {"principal": "catalog-reader", "service": "s3", "operation": "GetObject",
+         "params": {"Bucket": BUCKET, "Key": "staging/glue-pass/orders_clean/0001/part-0.parquet"}},
+        {"principal": "catalog-reader", "service": "s3", "operation": "PutObject", "params": {"Bucket": BUCKET, "Key": key}},
+        {"principal": "catalog-reader", "service": "glue", "operation": "UpdateTable",
+         "params": {"DatabaseName": database, "TableInput": {"Name": GLUE_OUTPUT}}},
+    ]
+    verdicts = simulate([r for call in attempts for r in iam_requests(call, glue.names)], glue.policies)
+    results = {(v.request.principal, v.request.action, v.request.resource.rsplit(":", 1)[-1]): v.result
+               for v in verdicts}
+    assert not [v for v in verdicts if v.allowed], results
+    # the job's writes to published/ meet the bucket policy's explicit deny, not just a missing grant
+    assert results[("job", "s3:PutObject", f"{BUCKET}/{key}")] == "ExplicitlyDenied"
+    assert results[("job", "s3:DeleteObject", f"{BUCKET}/{key}")] == "ExplicitlyDenied"
+    assert any(v.result == "ExplicitlyDenied" and "/staging/" in v.request.resource for v in verdicts
+               if v.request.principal == "catalog-reader")

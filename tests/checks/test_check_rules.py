@@ -270,3 +270,31 @@ def test_evidence_is_plain_json(tmp_path):
                                     "s": {"unique": True}}))
     text = json.dumps([r.model_dump(mode="json") for r in outcome.rules], allow_nan=False)
     assert "NaN" in text and not any(isinstance(v, float) and math.isnan(v) for v in json.loads(text))
+
+
+def test_every_fail_says_why(tmp_path):
+    import struct
+
+    from tests.checks import forge
+
+    path = write(tmp_path, {
+        "id": pa.array([1, 1, None, -4], pa.int64()),
+        "s": ["a", "zz", None, "b"],
+        "f": [0.5, float("nan"), 3.0, None],
+        "t": pa.array([0, 1, 2, None], pa.timestamp("s")),
+        "n": pa.array([{"x": 1}, None, {"x": 2}, {"x": 3}]),
+    })
+    forge.lie_about_min(path, column=0, value=struct.pack("<q", 0))
+    rules = contract({
+        "id": {"type": "int32", "not_null": True, "unique": True, "min": 0, "accepted_values": [1, 2]},
+        "s": {"regex": "^[a-b]$", "accepted_values": ["a"], "references": "other.s"},
+        "f": {"min": 1, "max": 2},
+        "t": {"max_age": "1d"},
+        "n": {"unique": True, "not_null": True},
+        "gone": {"not_null": True},
+    }, unique=[["id", "gone"]], row_count={"min": 10})
+    outcome = check(path, rules)
+    failed = [r for r in outcome.rules if not r.passed]
+    assert len(failed) >= 15
+    assert all(r.detail for r in failed), [r.label for r in failed if not r.detail]
+    json.dumps([r.model_dump(mode="json") for r in outcome.rules], allow_nan=False)

@@ -43,6 +43,9 @@ COMPONENTS = {
     "resolve": ("role", "FunctionsResolveFunctionRole"),
     "state-machine": ("role", "OrchestrationStateMachineRole"),
     "operator": ("managed", "OrchestrationOperatorPolicy"),
+    # Glue publication (stacks/catalog.py): whoever holds these customer-managed policies
+    "catalog-publisher": ("managed", "CatalogPublishPolicy"),
+    "catalog-reader": ("managed", "CatalogReaderPolicy"),
 }
 
 
@@ -148,7 +151,7 @@ class PolicySet:
 
     def principal_arn(self, principal: str) -> str:
         kind, construct = self.component(principal)
-        name = construct if kind == "role" else "lane-operator"
+        name = construct if kind == "role" else "lane-operator" if principal == "operator" else principal
         return f"arn:aws:iam::{self.resolver.account}:{'role' if kind == 'role' else 'user'}/{name}"
 
     def identity_policies(self, principal: str) -> list[dict[str, Any]]:
@@ -278,6 +281,9 @@ def moto_resolver(template: dict[str, Any], *, region: str, account: str, bucket
     for consumer, url in consumer_queues.items():
         by_type[("AWS::SQS::Queue", f"ConsumersConsumer{consumer}Queue")] = {"Ref": url, "Arn": arn.queue(url),
                                                                             "QueueName": url.rsplit("/", 1)[-1]}
+    for kind, construct in COMPONENTS.values():   # roles named in resource policies (the bucket's job deny)
+        if kind == "role":
+            by_type[("AWS::IAM::Role", construct)] = {"Arn": f"arn:aws:iam::{account}:role/{construct}"}
     physical: dict[str, dict[str, str]] = {}
     for logical, body in template["Resources"].items():
         for (kind, prefix), values in by_type.items():

@@ -1,5 +1,6 @@
 """Which IAM request(s) AWS authorizes for one API call: action, resource ARN and the condition keys our
-policies use (``s3:prefix``, ``s3:if-none-match``, ``dynamodb:LeadingKeys``). A call with no mapping raises
+policies use (``s3:prefix``, ``s3:if-none-match``, ``dynamodb:LeadingKeys``); Glue calls name the catalog,
+the database and the table. A call with no mapping raises
 (fail closed): add it here when a component starts making it.
 
 Standard library only: tests/support/call_recording.py loads it in subprocesses (the Batch job) to apply
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 
 class ProofError(AssertionError):
@@ -73,6 +74,52 @@ def _pk(item: dict[str, Any] | None) -> list[str] | None:
     return [value["S"]] if isinstance(value, dict) and "S" in value else None
 
 
+def _copy_source(value: Any) -> tuple[str, str, str | None]:
+    """CopySource as botocore accepts it: {"Bucket", "Key", "VersionId"} or "bucket/key[?versionId=...]"."""
+    if isinstance(value, dict):
+        return value.get("Bucket", ""), value.get("Key", ""), value.get("VersionId")
+    text = unquote(str(value or "")).lstrip("/")
+    path, _, query = text.partition("?versionId=")
+    bucket, _, key = path.partition("/")
+    return bucket, key, query or None
+
+
+# Glue authorizes an action on the catalog, the database and (for table actions) the table; see "Specifying
+# AWS Glue resource ARNs" (https://docs.aws.amazon.com/glue/latest/dg/glue-specifying-resource-arns.html).
+_GLUE_DATABASE_ACTIONS = {"GetDatabase": "Name", "CreateDatabase": "DatabaseInput.Name", "DeleteDatabase": "Name",
+                          "UpdateDatabase": "Name"}
+_GLUE_TABLE_ACTIONS = {"GetTable": "Name", "DeleteTable": "Name", "CreateTable": "TableInput.Name",
+                       "UpdateTable": "TableInput.Name", "GetPartitions": "TableName", "GetPartition": "TableName",
+                       "BatchGetPartition": "TableName", "BatchDeletePartition": "TableName"}
+
+
+def _field(params: dict[str, Any], path: str) -> str:
+    value: Any = params
+    for part in path.split("."):
+        value = (value or {}).get(part)
+    if not value:
+        raise ProofError(f"glue call without {path}: {params}")
+    return str(value)
+
+
+def _glue_resources(operation: str, params: dict[str, Any], names: Names) -> list[str]:
+    account = params.get("CatalogId") or names.account
+
+    def arn(resource: str) -> str:
+        return f"arn:aws:glue:{names.region}:{account}:{resource}"
+
+    if operation in _GLUE_DATABASE_ACTIONS:
+        database = _field(params, _GLUE_DATABASE_ACTIONS[operation])
+        return [arn("catalog"), arn(f"database/{database}")]
+    if operation in _GLUE_TABLE_ACTIONS:
+        database, table = params.get("DatabaseName", ""), _field(params, _GLUE_TABLE_ACTIONS[operation])
+        return [arn("catalog"), arn(f"database/{database}"), arn(f"table/{database}/{table}")]
+    if operation == "GetTables":
+        database = params.get("DatabaseName", "")
+        return [arn("catalog"), arn(f"database/{database}"), arn(f"table/{database}/*")]
+    raise ProofError(f"glue.{operation}: no IAM mapping in tests/support/iam_requests.py; add one")
+
+
 def iam_requests(call: dict[str, Any], names: Names) -> list[IamRequest]:
     """The IAM request(s) AWS evaluates for one recorded call."""
     principal, service, operation, params = call["principal"], call["service"], call["operation"], call["params"]
@@ -98,6 +145,15 @@ def iam_requests(call: dict[str, Any], names: Names) -> list[IamRequest]:
             return [one(action, f"arn:aws:s3:::{bucket}", _context(**{"s3:prefix": params.get("Prefix", "")}))]
         if operation == "DeleteObject":
             return [one("s3:DeleteObjectVersion" if versioned else "s3:DeleteObject", obj)]
+        if operation in ("CopyObject", "UploadPartCopy"):   # write the target, read the (pinned) source
+            source_bucket, source_key, source_version = _copy_source(params.get("CopySource"))
+            return [one("s3:PutObject", obj),
+                    one("s3:GetObjectVersion" if source_version else "s3:GetObject",
+                        f"arn:aws:s3:::{source_bucket}/{source_key}")]
+        if operation == "GetBucketLocation":
+            return [one("s3:GetBucketLocation", f"arn:aws:s3:::{bucket}")]
+    elif service == "glue":
+        return [one(f"glue:{operation}", resource) for resource in _glue_resources(operation, params, names)]
     elif service == "dynamodb":
         if operation == "TransactWriteItems":
             actions = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",

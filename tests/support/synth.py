@@ -1,12 +1,13 @@
 """One CDK synth per test run (jsii start + synth ~5 s), shared by tests/cdk and tests/aws (the IAM proof).
 
-Three lane stacks in one app, all under cdk-nag AwsSolutions:
+Four lane stacks in one app, all under cdk-nag AwsSolutions:
   * `default`: the shipped example lane exactly as `make synth` builds it (examples/orders/lane.yaml,
     statemachines/lane.asl.json, image/Dockerfile), plus a schedule.
   * `options`: a fixture lane with s3:// inputs (and a KMS key for them), an imported VPC, Object Lock,
-    a consumer principal, an alarm topic and a custom DataLanded pattern.
+    a consumer principal, an alarm topic, a custom DataLanded pattern and Glue publication to a named database.
   * `copy`: the example lane again under another stack name, with no NAT gateway: two copies of one lane
-    side by side in one app (and so in one region), and the VPC endpoints a NAT-less VPC needs.
+    side by side in one app (and so in one region), and the VPC endpoints a NAT-less VPC needs; Glue
+    publication on (`glue_database=auto`).
   * `landing`: a lane reading s3:// inputs (tests/aws/fixtures/landing), run end to end by the IAM proof.
 """
 
@@ -31,6 +32,7 @@ if str(REPO) not in sys.path:  # app.py and stacks/ live at the repo root (not a
     sys.path.insert(0, str(REPO))
 
 OPTIONS_KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0b6c3f4e-1d2a-4c5b-9e8f-7a6b5c4d3e2f"
+OPTIONS_GLUE_DATABASE = "certified_products"
 OPTIONS_CONTEXT = {
     "spec": str(FIXTURE_SPEC),
     "stack_name": "Batchlane-options",
@@ -42,8 +44,10 @@ OPTIONS_CONTEXT = {
     "alarm_topic_arn": "arn:aws:sns:eu-west-1:123456789012:lane-alarms",
     "landed_event_pattern": json.dumps({"source": ["upstream.ingest"], "detail-type": ["FilesLanded"]}),
     "input_kms_key_arns": OPTIONS_KMS_KEY,
+    "glue_database": OPTIONS_GLUE_DATABASE,
 }
-COPY_CONTEXT = {"stack_name": "Batchlane-orders-copy", "nat_gateways": 0}
+# The copy publishes to Glue (database batchlane_orders); the IAM proof's Glue scenario runs against it.
+COPY_CONTEXT = {"stack_name": "Batchlane-orders-copy", "nat_gateways": 0, "glue_database": "auto"}
 LANDING_SPEC = REPO / "tests" / "aws" / "fixtures" / "landing" / "lane.yaml"
 LANDING_CONTEXT = {"spec": str(LANDING_SPEC), "stack_name": "Batchlane-landing"}
 
