@@ -7,6 +7,7 @@ SPEC ?= examples/orders/lane.yaml
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 STACK_NAME ?=
+PY_SOURCES := batchlane functions stacks tests app.py scripts benchmarks examples
 LOCKS := $(wildcard requirements/*.txt)
 
 .PHONY: setup run test bench synth lint image-check smoke clean
@@ -26,8 +27,10 @@ $(STAMP): requirements.txt $(LOCKS) pyproject.toml package.json package-lock.jso
 run: $(STAMP)
 	$(BIN)/lane run $(SPEC)
 
-## test: the whole suite (unit, local end-to-end, moto/ASL, CDK)
+## test: lint (ruff, mypy on batchlane/), then the whole suite (unit, local end-to-end, moto/ASL, CDK, IAM proof)
 test: $(STAMP)
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 ## bench: certification and rerun benchmarks (not part of test)

@@ -8,7 +8,6 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from batchlane.receipts import FileDigest, InputDigest

@@ -9,6 +9,7 @@ with the reason; a job that ended without a report is a failed attempt too (``re
 
 from __future__ import annotations
 
+from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
 from batchlane.evidence import load_receipt, write_once_or_existing
 from batchlane.receipts import (
     BeginReceipt,
@@ -24,7 +25,6 @@ from batchlane.receipts import (
     utcnow,
 )
 from batchlane.spec import LaneSpec
-from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
 from batchlane.stores.base import AlreadyExists, Backend, NotFound, StoreError
 
 DIAGNOSTICS_LIMIT = 256 * 1024  # the job keeps 64 KB of output plus a traceback; never store more than this

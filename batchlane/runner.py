@@ -26,8 +26,8 @@ from batchlane.backends import backend_env
 from batchlane.gate import check, close_run, decide
 from batchlane.joblocks import output_lease
 from batchlane.plan import RunPlan, begin_output
-from batchlane.recording import record_crash
 from batchlane.receipts import CheckReceipt, RunManifest
+from batchlane.recording import record_crash
 from batchlane.spec import LaneSpec
 from batchlane.stores.base import Backend
 

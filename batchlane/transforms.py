@@ -109,7 +109,7 @@ def code_fingerprint(spec: LaneSpec, output: str) -> str:
     return hashlib.sha256(f"{dotted}\n{_tree_fingerprint(base, stamp)}".encode()).hexdigest()
 
 
-def load_transform(spec: LaneSpec, output: str) -> Callable[..., "pd.DataFrame"] | None:
+def load_transform(spec: LaneSpec, output: str) -> Callable[..., pd.DataFrame] | None:
     dotted = spec.outputs[output].transform
     if dotted is None:
         return None

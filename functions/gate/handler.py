@@ -13,9 +13,9 @@ import os
 from typing import Any
 
 from batchlane.gate import NotCertified, close_run, decide, repair_run, resolve, unsettled, verify_files
-from batchlane.recording import record_crash
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
+from batchlane.recording import record_crash
 from batchlane.spec import LaneSpec, SpecError
 from batchlane.warm import lane_backend, lane_spec
 

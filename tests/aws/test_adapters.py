@@ -11,11 +11,21 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from support.aws_env import (
+    BUCKET,
+    BUS,
+    DUMMY_ENV,
+    REGION,
+    TABLE,
+    create_lane_resources,
+    drain_queue,
+    patched_env,
+    subscribe_queue,
+)
 
 from batchlane.receipts import LaneEvent
 from batchlane.stores.aws import PART, DynamoLedger, EventBridgeBus, S3ObjectStore, aws_backend
 from batchlane.stores.base import AlreadyExists
-from support.aws_env import BUCKET, BUS, DUMMY_ENV, REGION, TABLE, create_lane_resources, drain_queue, patched_env, subscribe_queue
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 

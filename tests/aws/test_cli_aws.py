@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from support.aws_env import BUCKET, BUS, TABLE, create_lane_resources, drain_queue, patched_env, subscribe_queue
 from support.lane_aws import copy_example, reset_server
 

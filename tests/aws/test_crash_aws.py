@@ -9,7 +9,6 @@ receipt alone.
 from __future__ import annotations
 
 import pytest
-
 from support.lane_aws import copy_example, deployed_lane
 
 pytestmark = pytest.mark.xdist_group("moto_server")

@@ -343,7 +343,8 @@ def _catalog_part(call: dict[str, Any]) -> bool:
 @pytest.fixture(scope="module")
 def glue(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
     """The example lane deployed from the `copy` template (context glue_database=auto), with the gate's
-    LANE_GLUE_DATABASE as synthesized: a certified run (the gate publishes), a rejected run, an SQL reader
+    LANE_GLUE_DATABASE as synthesized: a certified run (the gate publishes), a rejected run, its fixed rerun
+    (the table moves), an SQL reader
     reading the table with awswrangler, and an administrator's `lane revoke`, all recorded."""
     import awswrangler as wr
 
@@ -363,10 +364,17 @@ def glue(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
         outcomes["certified_rows"] = sum(item.rows or 0 for item in resolve(
             backend, "orders", GLUE_OUTPUT, verify_bytes=False).certification.proof)
         outcomes["after_pass"] = {output: _glue_table(database, output) for output in ("orders_clean", "order_payments")}
+        good_payments = (spec.parent / "data" / "payments.jsonl").read_text()
         _break_payments(spec)
         with acting_as("operator"):
             outcomes["fail"] = lane.run({"outputs": ["order_payments"]}, name="glue-fail")
         outcomes["after_fail"] = _glue_table(database, "order_payments")
+        (spec.parent / "data" / "payments.jsonl").write_text(good_payments)
+        transforms = spec.parent / "transforms.py"     # changed code: no memo hit, a new certification
+        transforms.write_text(transforms.read_text() + "\n# fixed\n")
+        with acting_as("operator"):   # the fixed rerun is certified: the table moves (UpdateTable)
+            outcomes["rerun"] = lane.run({"rerun_of": "glue-fail"}, name="glue-rerun")
+        outcomes["after_rerun"] = _glue_table(database, "order_payments")
         with acting_as("catalog-reader"):
             outcomes["sql_rows"] = len(wr.s3.read_parquet_table(database=database, table=GLUE_OUTPUT))
         # an administrator revokes (receipts, ledger and events are theirs to write; the catalog part is evaluated
@@ -398,6 +406,14 @@ def test_glue_scenarios_did_what_they_say(glue):
     assert before is not None and after is not None
     assert after["Parameters"] == before["Parameters"]                       # a rejection never moves the table
     assert after["StorageDescriptor"]["Location"] == before["StorageDescriptor"]["Location"]
+    assert outcomes["rerun"]["status"] == "SUCCEEDED", outcomes["rerun"].get("cause")
+    moved = outcomes["after_rerun"]
+    shown = moved["Parameters"]
+    assert shown["batchlane_certification"] != before["Parameters"]["batchlane_certification"]
+    assert shown["batchlane_run_id"] != before["Parameters"]["batchlane_run_id"]        # the rerun's certification
+    assert moved["StorageDescriptor"]["Location"] == (
+        f"s3://{BUCKET}/published/orders/order_payments/{shown['batchlane_run_id']}/"
+        f"{int(shown['batchlane_attempt']):04d}/")
     assert outcomes["sql_rows"] == outcomes["certified_rows"] > 0            # SQL sees exactly the certified rows
     assert outcomes["revoke"][0] == 0, outcomes["revoke"]
     assert outcomes["after_revoke"] is None and outcomes["published_after_revoke"] == []
@@ -415,6 +431,7 @@ def test_every_glue_publication_call_is_allowed_by_the_synthesized_policies(glue
     assert report["not_allowed"] == []
     pairs = set(report["pairs"])
     assert {("gate", "glue:CreateTable"), ("gate", "glue:CreateDatabase"), ("gate", "glue:GetTable"),
+            ("gate", "glue:UpdateTable"),
             ("gate", "s3:PutObject"), ("catalog-reader", "glue:GetTable"), ("catalog-reader", "s3:GetObject"),
             ("catalog-publisher", "glue:DeleteTable"), ("catalog-publisher", "s3:DeleteObject")} <= pairs
     published = f"arn:aws:s3:::{BUCKET}/published/"
@@ -465,3 +482,34 @@ def test_the_job_and_sql_readers_cannot_touch_what_they_must_not(glue):
     assert results[("job", "s3:DeleteObject", f"{BUCKET}/{key}")] == "ExplicitlyDenied"
     assert any(v.result == "ExplicitlyDenied" and "/staging/" in v.request.resource for v in verdicts
                if v.request.principal == "catalog-reader")
+
+
+@pytest.mark.parametrize("call, expected", [
+    ({"service": "s3", "operation": "CopyObject",
+      "params": {"Bucket": BUCKET, "Key": "published/x/0001/p.parquet",
+                 "CopySource": f"{BUCKET}/staging/r/x/0001/p.parquet?versionId=v1"}},
+     [("s3:PutObject", f"arn:aws:s3:::{BUCKET}/published/x/0001/p.parquet"),
+      ("s3:GetObjectVersion", f"arn:aws:s3:::{BUCKET}/staging/r/x/0001/p.parquet")]),
+    ({"service": "s3", "operation": "UploadPartCopy",
+      "params": {"Bucket": BUCKET, "Key": "published/p", "CopySource": {"Bucket": BUCKET, "Key": "staging/p"}}},
+     [("s3:PutObject", f"arn:aws:s3:::{BUCKET}/published/p"), ("s3:GetObject", f"arn:aws:s3:::{BUCKET}/staging/p")]),
+    ({"service": "glue", "operation": "CreateDatabase", "params": {"DatabaseInput": {"Name": "db"}}},
+     [("glue:CreateDatabase", f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog"),
+      ("glue:CreateDatabase", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/db")]),
+    ({"service": "glue", "operation": "UpdateTable", "params": {"DatabaseName": "db", "TableInput": {"Name": "t"}}},
+     [("glue:UpdateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:catalog"),
+      ("glue:UpdateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:database/db"),
+      ("glue:UpdateTable", f"arn:aws:glue:{REGION}:{ACCOUNT}:table/db/t")]),
+])
+def test_copy_and_glue_calls_map_to_every_resource_aws_authorizes(call, expected):
+    requests = iam_requests({"principal": "gate", **call}, Names(region=REGION, account=ACCOUNT))
+    assert [(request.action, request.resource) for request in requests] == expected
+
+
+def test_an_unmapped_or_incomplete_glue_call_fails_the_proof_closed():
+    names = Names(region=REGION, account=ACCOUNT)
+    with pytest.raises(ProofError, match="no IAM mapping"):
+        iam_requests({"principal": "gate", "service": "glue", "operation": "DeleteDatabase2", "params": {}}, names)
+    with pytest.raises(ProofError, match="without TableInput.Name"):
+        iam_requests({"principal": "gate", "service": "glue", "operation": "CreateTable",
+                      "params": {"DatabaseName": "db", "TableInput": {}}}, names)

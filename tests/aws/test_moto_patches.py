@@ -16,7 +16,6 @@ import boto3
 import moto
 import pytest
 from moto import mock_aws
-
 from support import moto_patches
 from support.aws_env import DUMMY_ENV, REGION, patched_env
 

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto import mock_aws
+from support.aws_env import BUCKET, BUS, DUMMY_ENV, TABLE, create_lane_resources, patched_env
+from support.lane_aws import ROOT, copy_example
 
 from batchlane.gate import decide
 from batchlane.materialize import materialize
 from batchlane.plan import begin_output, plan_run
 from batchlane.spec import load_spec
 from batchlane.stores.aws import aws_backend
-from support.aws_env import BUCKET, BUS, DUMMY_ENV, TABLE, create_lane_resources, patched_env
-from support.lane_aws import ROOT, copy_example
 
 OUTPUT = "customers_clean"
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support.aws_env import drain_queue
 from support.lane_aws import CHECK_HANDLER, GATE_HANDLER, ROOT, copy_example, deployed_lane, events_of
 

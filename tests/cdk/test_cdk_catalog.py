@@ -169,3 +169,15 @@ def test_on_published_noncurrent_versions_expire(synth):
         if expected:
             rule = rules["expire-noncurrent-published"]
             assert rule["Prefix"] == "published/" and rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+
+
+def test_a_bad_glue_database_fails_synth_before_cdk_starts():
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    result = subprocess.run([sys.executable, str(REPO / "app.py"), "-c", "glue_database=Sales-DB"], capture_output=True,
+                            text=True, cwd=REPO, timeout=120, check=False)
+    assert result.returncode == 2
+    assert "synth failed: context glue_database: 'Sales-DB' must be auto, off, or a Glue database name" in result.stderr

@@ -21,9 +21,9 @@ def _local(tmp_path: Path) -> Iterator[Backend]:
 
 def _aws(tmp_path: Path) -> Iterator[Backend]:
     from moto import mock_aws
+    from support.aws_env import BUCKET, BUS, DUMMY_ENV, TABLE, create_lane_resources, patched_env
 
     from batchlane.stores.aws import aws_backend
-    from support.aws_env import BUCKET, BUS, DUMMY_ENV, TABLE, create_lane_resources, patched_env
 
     with patched_env({**DUMMY_ENV}, drop=("AWS_PROFILE", "AWS_ENDPOINT_URL")), mock_aws():
         create_lane_resources()

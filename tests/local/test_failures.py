@@ -17,8 +17,8 @@ import yaml
 from batchlane.backends import local_backend
 from batchlane.gate import NotCertified, check, close_run, decide, read_table
 from batchlane.materialize import materialize
-from batchlane.recording import record_crash
 from batchlane.plan import begin_output, plan_run
+from batchlane.recording import record_crash
 from batchlane.spec import load_spec
 from batchlane.stores.base import AlreadyExists
 from batchlane.verify import verify_run
@@ -250,7 +250,7 @@ def test_concurrent_gates_leave_one_consistent_pointer(tmp_path, backend):
     home = backend.settings["home"]
     jobs = [(home, str(spec_path), plan.run_id, s.attempt) for s in started for _ in range(3)]
     with ProcessPoolExecutor(max_workers=6) as pool:
-        decisions = list(pool.map(_decide_in_child, *zip(*jobs)))
+        decisions = list(pool.map(_decide_in_child, *zip(*jobs, strict=True)))
     assert decisions == ["certified"] * 6
     pointer = backend.ledger.current("tiny", "items_clean")
     assert pointer.attempt == max(s.attempt for s in started)

@@ -7,6 +7,7 @@ Each call is recorded with the principal acting at that moment:
 * ``acting_as(name)``: a context (thread-local) the moto patches enter around a Lambda handler
   (``gate``, ``check``, ``resolve``) and tests enter for ``operator`` / ``consumer:NAME`` calls;
 * ``$LANE_CALL_PRINCIPAL``: a subprocess's principal (the Batch job runs as ``job``);
+* work submitted to a thread pool runs as the principal that submitted it;
 * a call made from moto's Step Functions interpreter (``moto/stepfunctions/parser`` on the stack) is the
   ``state-machine``'s: the interpreter makes the state machine's own calls (Lambda invoke, Batch submit/describe).
 
@@ -182,7 +183,29 @@ def install() -> None:
 
     botocore.client.BaseClient._make_api_call = _make_api_call
     botocore.signers.generate_presigned_url = generate_presigned_url  # clients created from now on use it
+    _propagate_principal_to_worker_threads()
     _INSTALLED = True
+
+
+def _propagate_principal_to_worker_threads() -> None:
+    """Work a component hands to a thread pool (s3transfer's managed copy/upload, awswrangler's readers) runs
+    as that component: without this, those calls would be recorded as ``harness`` and escape the proof."""
+    import concurrent.futures
+
+    original_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def submit(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        principal = getattr(_LOCAL, "principal", None)
+        if principal is None:
+            return original_submit(self, fn, *args, **kwargs)
+
+        def as_principal(*inner_args: Any, **inner_kwargs: Any) -> Any:
+            with acting_as(principal):
+                return fn(*inner_args, **inner_kwargs)
+
+        return original_submit(self, as_principal, *args, **kwargs)
+
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
 
 
 @contextmanager
