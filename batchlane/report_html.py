@@ -10,11 +10,11 @@ are untrusted and must not become markup.
 from __future__ import annotations
 
 import html
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from batchlane import __version__
+from batchlane.cli.render import evidence_text
 from batchlane.receipts import (
     CheckReceipt,
     FileDigest,
@@ -54,14 +54,7 @@ def e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _evidence(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return repr(value)
-    return json.dumps(value, default=str, ensure_ascii=False)
+_evidence = evidence_text  # one literal rendering of evidence values for the terminal and the report
 
 
 def _iso(moment: datetime | None) -> str:

@@ -107,3 +107,19 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
             return EXIT_INTERRUPTED
 
     return wrapper
+
+
+def recorded_run(backend: Backend, run_id: str, spec_override: str | None) -> tuple[Any, Any] | None:
+    """The run and the spec it was started with (or --spec); None after printing why not (exit 2)."""
+    from batchlane.spec import load_spec
+
+    run = backend.ledger.get_run(run_id)
+    if run is None:
+        error(f"no run {run_id!r} in the {backend.name} store")
+        return None
+    spec_path = spec_override or run.spec_path
+    if not spec_path:
+        error(f"run {run_id} does not record its spec: pass --spec")
+        return None
+    return run, load_spec(spec_path)
+

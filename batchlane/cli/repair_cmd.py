@@ -16,10 +16,10 @@ from batchlane.cli.common import (
     open_backend,
     out,
     print_json,
+    recorded_run,
 )
 from batchlane.closing import close_run, repair_run
 from batchlane.evidence import EvidenceError
-from batchlane.spec import load_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,15 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _repair(args: argparse.Namespace) -> int:
     backend = open_backend(args)
-    run = backend.ledger.get_run(args.run_id)
-    if run is None:
-        error(f"no run {args.run_id!r} in the {backend.name} store")
+    found = recorded_run(backend, args.run_id, args.spec)
+    if found is None:
         return EXIT_USAGE
-    spec_path = args.spec or run.spec_path
-    if not spec_path:
-        error(f"run {args.run_id} does not record its spec path: pass --spec")
-        return EXIT_USAGE
-    spec = load_spec(spec_path)
+    _, spec = found
     try:
         done = repair_run(backend, spec, args.run_id, abandon_running=args.abandon_running)
     except EvidenceError as exc:  # evidence that does not fit its chain is refused, never adopted

@@ -22,11 +22,11 @@ from batchlane.cli.common import (
     EXIT_USAGE,
     add_backend_options,
     err,
-    error,
     guarded,
     open_backend,
     out,
     print_json,
+    recorded_run,
     split_outputs,
 )
 from batchlane.cli.render import closure_table, manifest_json, output_facts, styled
@@ -100,15 +100,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _rerun(args: argparse.Namespace) -> int:
     backend = open_backend(args)
-    run = backend.ledger.get_run(args.run_id)
-    if run is None:
-        error(f"no run {args.run_id!r} in the {backend.name} store")
+    found = recorded_run(backend, args.run_id, args.spec)
+    if found is None:
         return EXIT_USAGE
-    spec_path = args.spec or run.spec_path
-    if not spec_path:
-        error(f"run {args.run_id} does not record its spec: pass --spec")
-        return EXIT_USAGE
-    spec = load_spec(spec_path)
+    run, spec = found
     if spec.digest() != run.spec_digest and not args.json:
         err.print(f"note: the spec changed since run {run.run_id} started; new attempts use the current spec")
     plan = plan_run(backend, spec, rerun_of=args.run_id, outputs=args.outputs, trigger="rerun")

@@ -15,10 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from batchlane.stores.base import (
     pointer_from_json,
     pointer_to_json,
 )
+from batchlane.stores.sqlite_file import SqliteFile
 
 CHUNK = 8 << 20
 
@@ -205,41 +203,11 @@ class SqliteLedger:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connection().executescript(_SCHEMA)  # idempotent DDL; executescript manages its own commit
+        self._file = SqliteFile(self.path, _SCHEMA)
+        self._connection, self._tx = self._file.connection, self._file.transaction
         columns = {row["name"] for row in self._connection().execute("PRAGMA table_info(runs)")}
         if "params" not in columns:  # a store written by 0.1.0 before run parameters existed
             self._connection().execute("ALTER TABLE runs ADD COLUMN params TEXT NOT NULL DEFAULT '{}'")
-
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None or getattr(self._local, "pid", None) != os.getpid():
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            self._local.db, self._local.pid = db, os.getpid()
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        for delay in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, None):
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError:
-                if delay is None:
-                    raise
-                time.sleep(delay)
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
 
     def create_run(self, run: RunRecord) -> RunRecord:
         with self._tx() as db:
