@@ -116,8 +116,6 @@ class LaneCatalog(Construct):
         ack(self.publish_policy, id=f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/{STAGING}]",
             reason="The copy source is the certified file version under staging/ (per run, output and attempt); "
                    "read only, pinned by version id.")
-        ack(self.reader_policy, id=f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/{STAGING}]",
-            reason="This is an explicit Deny of staging/ for SQL readers (no PASS, no read); a broad Deny is stricter.")
 
         cdk.CfnOutput(stack, "GlueDatabaseName", value=database,
                       description="Glue database of certified products (one table per output, certified versions only)")

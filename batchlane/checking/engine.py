@@ -92,7 +92,7 @@ def _column_types(product: _Product, name: str) -> list[pa.DataType] | None:
 
 def _missing_in(product: _Product, name: str) -> str:
     problems = []
-    for uri, parquet in zip(product.uris, product.files):
+    for uri, parquet in zip(product.uris, product.files, strict=True):
         found = len(parquet.schema_arrow.get_all_field_indices(name))
         if found == 0:
             problems.append(f"not in {uri}")
@@ -215,7 +215,7 @@ def _plan(product: _Product, contract: Contract, now: dt.datetime,
     for key in contract.unique:
         label = ",".join(key)
         types = [_column_types(product, name) for name in key]
-        missing = [name for name, found in zip(key, types) if found is None]
+        missing = [name for name, found in zip(key, types, strict=True) if found is None]
         if missing:
             plan.append(_fixed("unique", label, 0, "key column(s) missing or ambiguous: "
                                + "; ".join(_missing_in(product, name) for name in missing)))
@@ -321,7 +321,7 @@ def run_check(
         raise CheckError(f"{len(uris)} uris for {len(paths)} files")
     opened: list[pq.ParquetFile] = []
     try:
-        for path, uri in zip(paths, uris):
+        for path, uri in zip(paths, uris, strict=True):
             opened.append(_open(path, uri))
         product = _Product(paths, uris, opened)
         hashing = BackgroundHash(paths)  # runs while we scan
@@ -407,7 +407,7 @@ def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: 
     files = [
         FileDigest(uri=uri, size=size, sha256=sha, rows=rows,
                    schema={f.name: str(f.type) for f in parquet.schema_arrow})
-        for uri, parquet, rows, (size, sha) in zip(uris, product.files, file_rows, digests)
+        for uri, parquet, rows, (size, sha) in zip(uris, product.files, file_rows, digests, strict=True)
     ]
     verdict: Literal["PASS", "FAIL"] = "PASS" if all(result.passed for result in results) else "FAIL"
     return CheckOutcome(verdict=verdict, rules=results, rows=sum(file_rows), files=files,

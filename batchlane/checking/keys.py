@@ -270,7 +270,7 @@ def _key_table(columns: Sequence[str], arrays: Sequence[pa.Array], rows: np.ndar
     taken = pa.array(rows)
     return pa.table({
         name: _comparable((plain(array) if pat.is_string_view(array.type) else array).take(taken))
-        for name, array in zip(columns, arrays)
+        for name, array in zip(columns, arrays, strict=True)
     })
 
 
@@ -314,7 +314,7 @@ class _Representatives:
     def sample(self, limit: int = 5) -> list[Any]:
         """Up to ``limit`` repeated keys whose hash is not shared, in order of first appearance."""
         found: list[Any] = []
-        for part, order in zip(self.parts, self.order):
+        for part, order in zip(self.parts, self.order, strict=True):
             for row in np.flatnonzero(~self.collided[order])[: limit - len(found)]:
                 found.append(_key_value([part[name][int(row)] for name in self.columns]))
             if len(found) >= limit:

@@ -147,6 +147,8 @@ class Range(Evaluator):
             else:
                 nans = _count(pc.sum(pc.is_nan(array)))
             self.nans += nans
+        low: Any
+        high: Any
         if self.floating:
             extremes = float_extremes(array)
             low, high = extremes if extremes is not None else (None, None)  # all-NaN: no bounds

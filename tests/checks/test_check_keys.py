@@ -16,7 +16,7 @@ def test_string_hash_separates_values_and_ignores_slicing(monkeypatch, hasher):
     monkeypatch.setattr(hashing, "hash_binary", getattr(hashing, hasher))
     values = pa.array(["", "a", "b", "ab", "ba", "aa", None, "a" * 2000, "a" * 1999 + "b", "é"])
     hashes = keys.hash_values(values)
-    valid = [h for h, v in zip(hashes, values.to_pylist()) if v is not None]
+    valid = [h for h, v in zip(hashes, values.to_pylist(), strict=True) if v is not None]
     assert len(set(valid)) == len(valid)
     assert np.array_equal(keys.hash_values(values.slice(3, 4)), hashes[3:7])
     assert np.array_equal(keys.hash_values(values.cast(pa.large_string())), hashes)
@@ -149,7 +149,7 @@ def test_uniqueness_matches_a_plain_python_count(tmp_path, monkeypatch, seed, co
     for statistics in (True, False):
         outcome = check(path, rules, _footer_hints=statistics)
         for label, rows in (("n", [(v,) for v in numbers]), ("w", [(v,) for v in words]),
-                            ("n,w", list(zip(numbers, words)))):
+                            ("n,w", list(zip(numbers, words, strict=True)))):
             duplicates, repeated, non_null = _reference(rows)
             result = rule(outcome, "unique", label)
             assert result.failing_count == duplicates, (label, statistics)
