@@ -24,7 +24,7 @@ from typing import Any
 
 from batchlane.backends import backend_env
 from batchlane.gate import check, close_run, decide
-from batchlane.joblocks import output_lease
+from batchlane.joblocks import note_job, output_lease
 from batchlane.plan import RunPlan, begin_output
 from batchlane.receipts import CheckReceipt, RunManifest
 from batchlane.recording import record_crash
@@ -88,6 +88,7 @@ class LocalRunner:
             else:
                 process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                            text=True, pass_fds=(lease,) if lease is not None else ())
+                note_job(lease, process.pid)
                 self._children.add(process)
         if process is not None:
             try:
