@@ -20,9 +20,8 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
 from batchlane.diagnostics import captured, document, user_first_traceback
 from batchlane.inputs import InputError, read_pinned
 from batchlane.receipts import (
@@ -144,11 +143,11 @@ def materialize(
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
-    diagnostics = None
+    diagnostics: Literal["diagnostics.txt"] | None = None
     if log.get("output") or log.get("traceback"):
-        diagnostics = DIAGNOSTICS_FILE
+        diagnostics = "diagnostics.txt"
         try:
-            store.put_once(staging_prefix(run_id, output, attempt) + DIAGNOSTICS_FILE,
+            store.put_once(staging_prefix(run_id, output, attempt) + diagnostics,
                            document(log.get("output", ""), log.get("traceback")).encode())
         except AlreadyExists:  # a duplicate delivery: the first job's diagnostics stand
             pass
