@@ -18,8 +18,8 @@ import time
 from datetime import datetime
 
 from batchlane.reading import NotCertified, resolve
-from batchlane.receipts import GateReceipt, LaneEvent, RevokeReceipt, revoke_key, utcnow
-from batchlane.stores.base import AlreadyExists, Backend, CertPointer, ConditionFailed, NotFound
+from batchlane.receipts import GateReceipt, LaneEvent, RevokeReceipt, revoke_key
+from batchlane.stores.base import AlreadyExists, Backend, CertPointer, ConditionFailed
 from batchlane.writepoints import write_point
 
 _SWAP_TRIES = 12
@@ -183,5 +183,5 @@ def certification_pointer(receipt: GateReceipt, key: str, order: str) -> CertPoi
                        certified_at=receipt.created_at)
 
 
-__all__ = ["NotFound", "RevokeError", "apply_certification", "certification_pointer", "memo_hit", "order_of",
-           "publish_pending", "refusal", "revoke", "utcnow", "was_applied"]
+__all__ = ["RevokeError", "apply_certification", "catalog_follows", "certification_pointer", "memo_hit", "order_of",
+           "publish_pending", "refusal", "revoke", "was_applied"]

@@ -133,20 +133,19 @@ def repair_run(backend: Backend, spec: LaneSpec, run_id: str, *, abandon_running
         if not rows or busy:
             continue
         attempt = max(row.attempt for row in rows)
-        kinds = {row.kind: row for row in rows if row.attempt == attempt}
+        kinds = {row.kind: row.status for row in rows if row.attempt == attempt}
         if "materialize" not in kinds and "begin" in kinds:
             if busy is None and not abandon_running:
                 continue
-            record_crash(backend, spec, run_id, output, attempt, job_id="unknown",
-                         error="interrupted: the run stopped before its job finished")
-            done.append(f"{output} attempt {attempt}: recorded as failed (job interrupted)")
-            kinds["materialize"] = rows[-1]
-        if "materialize" in kinds and kinds["materialize"].status == "memoized":
+            kinds["materialize"] = record_crash(backend, spec, run_id, output, attempt, job_id="unknown",
+                                                error="interrupted: the run stopped before its job finished").status
+            done.append(f"{output} attempt {attempt}: recorded ({kinds['materialize']}) after its run stopped")
+        if kinds.get("materialize") == "memoized":
             continue
         if "materialize" in kinds and "check" not in kinds:
             check(backend, spec, run_id, output, attempt)
             done.append(f"{output} attempt {attempt}: checked")
-        if "gate" not in kinds or kinds["gate"].status == "certified":
+        if "gate" not in kinds or kinds["gate"] == "certified":
             gate = decide(backend, spec, run_id, output, attempt)  # applies an interrupted certification
             if "gate" not in kinds:
                 done.append(f"{output} attempt {attempt}: decided ({gate.decision})")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,4 +84,4 @@ def document(output: str, error_trace: str | None) -> str:
     return "\n".join(parts) + "\n"
 
 
-__all__ = ["FILE", "LIMIT", "captured", "document", "user_first_traceback", "sys"]
+__all__ = ["FILE", "LIMIT", "captured", "document", "user_first_traceback"]

@@ -24,7 +24,7 @@ from batchlane.receipts import (
     receipt_key,
     sha256_bytes,
 )
-from batchlane.stores.base import AlreadyExists, Backend, NotFound, ReceiptRow, StoreError
+from batchlane.stores.base import AlreadyExists, Backend, NotFound, ReceiptRow
 from batchlane.writepoints import write_point
 
 # the receipt each kind follows in its attempt's chain (a memoized materialize receipt follows nothing)
@@ -172,5 +172,5 @@ def load_manifest(backend: Backend, key: str) -> RunManifest:
     return parse_manifest(backend.store.get(key))
 
 
-__all__ = ["EvidenceError", "StoreError", "adopt", "adopt_unindexed", "load_receipt", "output_rows", "sorted_rows",
+__all__ = ["EvidenceError", "adopt", "adopt_unindexed", "load_receipt", "output_rows", "sorted_rows",
            "write_once_or_existing", "write_receipt"]

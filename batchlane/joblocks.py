@@ -30,6 +30,11 @@ def _lock_path(backend: Backend, run_id: str, output: str) -> Path | None:
     return Path(home) / ".locks" / run_id / f"{output}.lock"
 
 
+def tracks_liveness(backend: Backend) -> bool:
+    """Can this backend tell a running attempt from a dead one (local leases), or is that the orchestrator's?"""
+    return backend.name == "local" and bool(backend.settings.get("home"))
+
+
 @contextmanager
 def output_lease(backend: Backend, run_id: str, output: str) -> Iterator[int | None]:
     """Hold the output's lease; yields the descriptor to pass to a job subprocess (None: no leases here)."""

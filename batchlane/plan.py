@@ -15,6 +15,7 @@ from batchlane.certification import memo_hit, publish_pending
 from batchlane.closing import close_run, repair_run
 from batchlane.evidence import write_once_or_existing
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
+from batchlane.joblocks import tracks_liveness
 from batchlane.receipts import BeginReceipt, InputDigest, MaterializeReceipt, Trigger, utcnow
 from batchlane.spec import LaneSpec
 from batchlane.state import SETTLED, run_closures
@@ -114,8 +115,12 @@ def plan_run(
 
 def repair_interrupted_runs(backend: Backend, spec: LaneSpec, *, exclude: str, recent: int = 3) -> None:
     """Before a new run: finish and close the lane's recent runs that a crash left unclosed, and re-send
-    events an earlier publish lost, so status and the outbox tell the truth without any --force."""
-    for run in backend.ledger.list_runs(spec.lane, limit=recent + 1):
+    events an earlier publish lost, so status and the outbox tell the truth without any --force.
+
+    Only where liveness is known (local leases): on AWS each execution's CloseRun repairs its own run, and a
+    planning function must not run another execution's checks."""
+    runs = backend.ledger.list_runs(spec.lane, limit=recent + 1) if tracks_liveness(backend) else []
+    for run in runs:
         if run.run_id != exclude and run_has_pending(backend, run.run_id) and repair_run(backend, spec, run.run_id):
             close_run(backend, spec, run.run_id)
     publish_pending(backend)
