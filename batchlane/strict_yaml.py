@@ -82,7 +82,10 @@ def _yaml() -> YAML:
 
 def load_yaml(text: str) -> YamlDocument:
     """Parse one YAML 1.2 document strictly; raises YamlProblem naming the line and the reason."""
-    _check_events(text)
+    if not _surely_shallow(text):  # the exact (but second) pass, only for documents that may nest deeply
+        _check_events(text)
+    elif _VERSION_DIRECTIVE.search(text):
+        _check_events(text)
     try:
         data = _yaml().load(text)
     except DuplicateKeyError as exc:
@@ -95,6 +98,24 @@ def load_yaml(text: str) -> YamlDocument:
         raise YamlProblem(f"nested too deeply (more than {MAX_NESTING} levels)") from None
     _check_expansion(data)
     return YamlDocument(data, text)
+
+
+_VERSION_DIRECTIVE = re.compile(r"^%YAML", re.MULTILINE)
+
+
+def _surely_shallow(text: str) -> bool:
+    """A cheap upper bound on nesting: indentation, block sequence dashes and the running flow depth.
+
+    Over-estimating only costs the exact event pass; an under-estimate (brackets inside quotes) still
+    cannot produce a traceback: composing catches RecursionError and the loaded data is depth-checked."""
+    worst, flow = 0, 0
+    for line in text.splitlines():
+        stripped = line.lstrip(" -")
+        indent = len(line) - len(stripped)
+        flow += stripped.count("[") + stripped.count("{")
+        worst = max(worst, 2 * indent + flow + stripped.count(": ") + 2)
+        flow = max(0, flow - stripped.count("]") - stripped.count("}"))
+    return worst <= MAX_NESTING
 
 
 def _check_events(text: str) -> None:
