@@ -9,6 +9,7 @@ JSON (sorted keys, no whitespace) — exactly the bytes that are stored.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -34,7 +35,9 @@ def sha256_bytes(data: bytes) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built on first use, so a command that never touches a receipt kind
+    # (most never see a RevokeReceipt or a MaterializeReport) does not pay for it at start-up.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FileDigest(_Model):
@@ -47,7 +50,7 @@ class FileDigest(_Model):
     schema_: dict[str, str] | None = Field(default=None, alias="schema")
     version: str | None = Field(default=None, description="S3 version id or ETag where known")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True, defer_build=True)
 
 
 class InputDigest(_Model):
@@ -106,7 +109,7 @@ class ReportedFile(_Model):
     rows: int | None = None
     schema_: dict[str, str] | None = Field(default=None, alias="schema")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True, defer_build=True)
 
 
 class MaterializeReport(_Model):
@@ -204,7 +207,9 @@ class RevokeReceipt(_Model):
 
 
 Receipt = Annotated[BeginReceipt | MaterializeReceipt | CheckReceipt | GateReceipt, Field(discriminator="kind")]
-_RECEIPT = TypeAdapter(Receipt)
+@cache
+def _receipt_adapter() -> TypeAdapter:
+    return TypeAdapter(Receipt)
 
 
 class OutputClosure(_Model):
@@ -241,7 +246,7 @@ KIND_ORDER = {"begin": 0, "materialize": 1, "check": 2, "gate": 3, "manifest": 4
 
 
 def parse_receipt(data: bytes) -> AnyReceipt:
-    return _RECEIPT.validate_json(data)
+    return _receipt_adapter().validate_json(data)
 
 
 def parse_manifest(data: bytes) -> RunManifest:
