@@ -9,9 +9,9 @@ JSON (sorted keys, no whitespace) — exactly the bytes that are stored.
 from __future__ import annotations
 
 import hashlib
-from functools import cache
 import json
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
