@@ -68,7 +68,8 @@ def note_job(lease: int | None, pid: int) -> None:
         os.write(lease, f"{pid}\n".encode())
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Is this process still running (a zombie has exited, even before it is reaped)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -83,7 +84,7 @@ def _running(pid: int) -> bool:
 
 def _holders_running(path: Path) -> bool:
     holders = [int(word) for word in path.read_text().split() if word.isdigit()]
-    return not holders or any(_running(pid) for pid in holders)
+    return not holders or any(process_running(pid) for pid in holders)
 
 
 def output_busy(backend: Backend, run_id: str, output: str) -> bool | None:

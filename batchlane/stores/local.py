@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from batchlane.joblocks import process_running
 from batchlane.receipts import FileDigest, LaneEvent
 from batchlane.stores.base import (
     AlreadyExists,
@@ -44,16 +45,6 @@ def _hash_stream(chunks: Iterator[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -72,7 +63,7 @@ class LocalObjectStore:
         """Temporary files are named after the process writing them; a dead process's leftovers go."""
         for leftover in self._tmp.iterdir():
             pid = leftover.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_running(int(pid)):
                 leftover.unlink(missing_ok=True)
 
     def _mkstemp(self, suffix: str = "") -> tuple[int, str]:
