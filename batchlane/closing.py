@@ -142,6 +142,15 @@ def repair_run(backend: Backend, spec: LaneSpec, run_id: str, *, abandon_running
             done.append(f"{output} attempt {attempt}: recorded ({kinds['materialize']}) after its run stopped")
         if kinds.get("materialize") == "memoized":
             continue
+        if kinds.get("materialize") == "blocked":  # complete in one receipt; its event may have been lost
+            from batchlane.evidence import load_receipt
+            from batchlane.plan import blocked_event
+            from batchlane.receipts import MaterializeReceipt
+
+            blocked = load_receipt(backend, run_id, output, attempt, "materialize")
+            if isinstance(blocked, MaterializeReceipt):
+                backend.ledger.queue_event(blocked_event(spec, blocked))
+            continue
         if "materialize" in kinds and "check" not in kinds:
             check(backend, spec, run_id, output, attempt)
             done.append(f"{output} attempt {attempt}: checked")

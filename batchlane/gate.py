@@ -20,9 +20,11 @@ from batchlane.certification import (
     publish_pending,
     revoke,
 )
+from batchlane.baseline import certified_baseline
 from batchlane.checks import CheckError, ReferenceUnavailable, check_files
 from batchlane.closing import GateError, certification_order, close_run, repair_run, unsettled
 from batchlane.evidence import load_receipt, write_once_or_existing
+from batchlane.products import reference_values
 from batchlane.reading import NotCertified, ResolvedProduct, read_table, resolve, verify_files
 from batchlane.receipts import (
     CheckReceipt,
@@ -30,6 +32,7 @@ from batchlane.receipts import (
     GateReceipt,
     LaneEvent,
     MaterializeReceipt,
+    PinnedReference,
     product_key,
     receipt_key,
 )
@@ -48,32 +51,33 @@ __all__ = [
 
 
 class DependencyPending(RuntimeError):
-    """A referenced product of the same run is not decided yet; retry later (the ASL retries this)."""
+    """Kept for state machines deployed before topological waves (their Check retries it); nothing raises it."""
 
 
 # ----------------------------------------------------------------------------- check
 
 
-def _reference_resolver(backend: Backend, spec: LaneSpec, run_id: str):
-    """Values of OUTPUT.COLUMN: this run's certified attempt if the run has one, else the lane's certification."""
+class _PinnedReferences:
+    """Resolves ``references`` rules at one pinned version of each referenced product (the version the
+    attempt read as a product input, else the certification in force when the check begins) and remembers
+    which, for the check receipt."""
 
-    def values(output: str, column: str) -> pa.Array:
-        import pyarrow as pa
+    def __init__(self, backend: Backend, spec: LaneSpec, run_id: str, materialized: MaterializeReceipt) -> None:
+        self.backend, self.spec, self.run_id = backend, spec, run_id
+        self.read = {group.product.output: group for group in materialized.inputs
+                     if group.product is not None and group.product.lane == spec.lane}
+        self.pinned: dict[str, PinnedReference] = {}
 
-        closure = output_closure(backend, spec.lane, run_id, output)
-        if closure.state == "pending" and closure.attempts > 0:
-            raise DependencyPending(f"referenced product {output} of run {run_id} is not decided yet")
-        if closure.state in ("rejected", "failed"):
-            raise ReferenceUnavailable(f"referenced product {output} was {closure.state} in run {run_id}")
+    def __call__(self, output: str, column: str) -> pa.Array:
+        closure = output_closure(self.backend, self.spec.lane, self.run_id, output)
+        if closure.state in ("rejected", "failed", "blocked"):
+            raise ReferenceUnavailable(f"referenced product {output} was {closure.state} in run {self.run_id}")
         try:
-            table = read_table(backend, spec.lane, output, columns=[column])
+            values, pin, files = reference_values(self.backend, self.spec.lane, output, column, self.read.get(output))
         except NotCertified as exc:
             raise ReferenceUnavailable(str(exc)) from None
-        except (KeyError, pa.ArrowInvalid) as exc:
-            raise ReferenceUnavailable(f"referenced product {output} has no column {column}: {exc}") from None
-        return table.column(column).combine_chunks()
-
-    return values
+        self.pinned.setdefault(output, PinnedReference(output=output, pinned=pin, files=files))
+        return values
 
 
 def check(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int) -> CheckReceipt:
@@ -121,8 +125,11 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
             paths.append(local)
             uris.append(product.uri)
         try:
-            outcome = check_files(paths, spec.outputs[output].contract, uris=uris,
-                                  reference_values=_reference_resolver(backend, spec, run_id))
+            references = _PinnedReferences(backend, spec, run_id, materialized)
+            contract = spec.outputs[output].contract
+            outcome = check_files(paths, contract, uris=uris, reference_values=references,
+                                  max_memory=spec.check.max_memory_bytes,
+                                  baseline=certified_baseline(backend, spec.lane, output, contract))
         except CheckError as exc:
             return failed(f"{where}: {exc}", materialize_digest=materialized.digest())
     written = {(p.uri, p.sha256, p.size) for p in materialized.outputs}
@@ -136,6 +143,7 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
         lane=spec.lane, run_id=run_id, output=output, attempt=attempt, prev=materialized.digest(),
         verdict=outcome.verdict, materialize_digest=materialized.digest(), products=products,
         rules=outcome.rules, rows=outcome.rows, seconds=round(time.perf_counter() - started, 6),
+        references=[references.pinned[name] for name in sorted(references.pinned)],
     )
 
 
@@ -188,7 +196,8 @@ def decide(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: 
         type="DataProductCertified" if certified else "DataProductRejected",
         lane=spec.lane, run_id=run_id, output=output, attempt=attempt, receipt=key,
         receipt_digest=existing.digest(), proof=existing.proof, verdict="PASS" if certified else "FAIL",
-        failing_rules=[r.label for r in checked.failing_rules], time=existing.created_at,
+        failing_rules=[r.label for r in checked.failing_rules], warnings=[r.label for r in checked.warnings],
+        time=existing.created_at,
         consumers=list(spec.outputs[output].consumers), order=order, reason=existing.reason,
     )
     if certified:

@@ -48,7 +48,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 def resolve_inputs(spec: LaneSpec, output: str) -> list[InputFile]:
     files: list[InputFile] = []
-    for name, pattern in spec.outputs[output].inputs.items():
+    for name, pattern in spec.outputs[output].file_inputs().items():
         if pattern.startswith("s3://"):
             matches = _resolve_s3(pattern)
             files += [InputFile(name, pattern, uri, None) for uri in matches]

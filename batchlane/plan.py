@@ -16,7 +16,16 @@ from batchlane.closing import close_run, repair_run
 from batchlane.evidence import write_once_or_existing
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
 from batchlane.joblocks import tracks_liveness
-from batchlane.receipts import BeginReceipt, InputDigest, MaterializeReceipt, Trigger, utcnow
+from batchlane.products import pin_product_inputs, run_blockers
+from batchlane.receipts import (
+    BeginReceipt,
+    InputDigest,
+    LaneEvent,
+    MaterializeReceipt,
+    Trigger,
+    receipt_key,
+    utcnow,
+)
 from batchlane.spec import LaneSpec
 from batchlane.state import SETTLED, run_closures
 from batchlane.stores.base import Backend, RunRecord
@@ -42,7 +51,7 @@ class OutputStart(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     output: str
     attempt: int
-    action: Literal["materialize", "memoized", "failed"]
+    action: Literal["materialize", "memoized", "failed", "blocked"]
     memo_key: str
     memoized_from: str | None = None
     error: str | None = None
@@ -92,11 +101,13 @@ def plan_run(
             if outside:
                 raise PlanError(f"run {rerun_of!r} did not include {', '.join(outside)}; start a new run for them")
             selected = outputs
+            _upstreams_available(backend, spec, selected, run_id=rerun_of, run_outputs=run.outputs)
         else:
             closures = run_closures(backend, rerun_of, run.outputs)
             selected = [name for name, closure in closures.items() if closure.state not in SETTLED]
         return RunPlan(run_id=rerun_of, lane=spec.lane, outputs=_ordered(spec, selected), trigger=trigger)
     selected = _ordered(spec, outputs or list(spec.outputs))
+    _upstreams_available(backend, spec, selected)
     if run_id is not None and not RUN_ID_PATTERN.match(run_id):
         raise PlanError(f"run id {run_id!r} must be 1-80 letters, digits, '-' or '_' (starting with a letter or digit)")
     write_point("run.create")
@@ -111,6 +122,26 @@ def plan_run(
         raise PlanError(f"run id {record.run_id!r} is already used by lane {record.lane!r}")
     repair_interrupted_runs(backend, spec, exclude=record.run_id)
     return RunPlan(run_id=record.run_id, lane=spec.lane, outputs=list(record.outputs), trigger=trigger)
+
+
+def _upstreams_available(backend: Backend, spec: LaneSpec, selected: list[str], *, run_id: str | None = None,
+                         run_outputs: tuple[str, ...] = ()) -> None:
+    """Refuse a selection that would read (or check against) an upstream that is neither selected nor certified:
+    its outputs could only fail or be blocked. PlanError names the upstream and suggests ``+OUTPUT``."""
+    chosen = set(selected)
+    for name in selected:
+        for upstream in sorted(spec.upstream(name) - chosen):
+            if run_id is not None and upstream in run_outputs:
+                closure = run_closures(backend, run_id, [upstream])[upstream]
+                if closure.state not in SETTLED:
+                    raise PlanError(f"{name} reads {upstream}, which is {closure.state} in run {run_id} and not "
+                                    f"selected: select +{name} (or add {upstream}) to rerun it first")
+                continue
+            pointer = backend.ledger.current(spec.lane, upstream)
+            if pointer is None or pointer.revoked:
+                state = "has no certification" if pointer is None else "had its certification revoked"
+                raise PlanError(f"{name} reads {upstream}, which {state} and is not selected: "
+                                f"select +{name} to build {upstream} first (or add {upstream})")
 
 
 def repair_interrupted_runs(backend: Backend, spec: LaneSpec, *, exclude: str, recent: int = 3) -> None:
@@ -146,13 +177,47 @@ def memo_key(spec: LaneSpec, output: str, input_digests: list[InputDigest], code
     body: dict = {
         "spec": spec.output_digest(output),
         "code": code if code is not None else code_fingerprint(spec, output),
+        # a product input counts by its certified bytes (early cutoff: an upstream rebuilt to the same bytes leaves
+        # this output memoized), not by the certification or the storage version that holds them
         "inputs": sorted(
-            [digest.name, [[item.size, item.sha256, item.version] for item in digest.files]] for digest in input_digests
+            [digest.name, [[item.size, item.sha256, item.version if digest.product is None else None]
+                           for item in digest.files]] for digest in input_digests
         ),
     }
     if params and spec.outputs[output].transform:
         body["params"] = params
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _in_spec_order(spec: LaneSpec, output: str, digests: list[InputDigest]) -> list[InputDigest]:
+    order = {name: index for index, name in enumerate(spec.outputs[output].inputs)}
+    return sorted(digests, key=lambda digest: order.get(digest.name, len(order)))
+
+
+def blocked_event(spec: LaneSpec, receipt: MaterializeReceipt) -> LaneEvent:
+    return LaneEvent(
+        type="DataProductBlocked", lane=receipt.lane, run_id=receipt.run_id, output=receipt.output,
+        attempt=receipt.attempt, receipt=receipt_key(receipt.run_id, receipt.output, receipt.attempt, "materialize"),
+        receipt_digest=receipt.digest(), verdict="FAIL", time=receipt.finished_at, reason=receipt.error,
+        consumers=list(spec.outputs[receipt.output].consumers) if receipt.output in spec.outputs else [],
+    )
+
+
+def block_attempt(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int,
+                  blockers: dict[str, str], *, trigger: Trigger, started: datetime) -> MaterializeReceipt:
+    """Record that the attempt materializes nothing because an upstream of the run was not certified; its
+    certification in force (if any) stays in force. One receipt, then the DataProductBlocked event."""
+    receipt = MaterializeReceipt(
+        lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id="none", trigger=trigger,
+        status="blocked", code_fingerprint="unknown", spec_digest=spec.output_digest(output),
+        memo_key="unavailable", blocked_by=sorted(blockers), started_at=started, finished_at=utcnow(),
+        error=f"blocked: {'; '.join(blockers.values())}; nothing was materialized",
+    )
+    stored = write_once_or_existing(backend, receipt)
+    assert isinstance(stored, MaterializeReceipt)
+    backend.ledger.queue_event(blocked_event(spec, stored))
+    publish_pending(backend)
+    return stored
 
 
 def begin_output(
@@ -169,9 +234,15 @@ def begin_output(
     write_point("attempt.allocate")
     attempt = backend.ledger.next_attempt(run_id, output)
     started = utcnow()
+    blockers = run_blockers(backend, spec, run_id, run.outputs, output)
+    if blockers:
+        blocked = block_attempt(backend, spec, run_id, output, attempt, blockers, trigger=trigger, started=started)
+        return OutputStart(output=output, attempt=attempt, action="blocked", memo_key="unavailable",
+                           error=blocked.error)
     try:
         fingerprint_ = code_fingerprint(spec, output)
-        digests = fingerprint(resolve_inputs(spec, output))
+        digests = _in_spec_order(spec, output, fingerprint(resolve_inputs(spec, output))
+                                 + pin_product_inputs(backend, spec, output))
         key = memo_key(spec, output, digests, fingerprint_, run.params)
     except (InputError, TransformError) as exc:
         # Nothing can run: the attempt fails here, with the reason, before any job starts.

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from batchlane.gate import NotCertified, resolve
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
 from batchlane.plan import memo_key
+from batchlane.products import pin_product_inputs
 from batchlane.receipts import InputDigest, MaterializeReceipt, parse_receipt, receipt_key
 from batchlane.spec import LaneSpec
 from batchlane.stores.base import Backend, CertPointer, NotFound
@@ -42,15 +43,19 @@ def preview(spec: LaneSpec, backend: Backend | None, outputs: list[str] | None =
     for name in spec.topological_order():
         if name not in chosen:
             continue
-        item = _one(spec, backend, name)
-        for dependency in sorted(spec.outputs[name].dependencies()):
+        upstream_runs = [dep for dep in sorted(spec.upstream(name)) if dep in results and results[dep].action != "memoized"]
+        item = _one(spec, backend, name, upstream_runs)
+        for dependency in sorted(spec.upstream(name)):
             item.waits_for.append(dependency)
             upstream = results.get(dependency)
             if upstream is not None and upstream.action == "blocked" and item.action != "blocked":
                 item.action = "blocked"
-                item.reasons.insert(0, f"references {dependency}, which is blocked")
-            elif upstream is None and backend is not None and _live(backend, spec.lane, dependency) is None:
-                item.reasons.append(f"references {dependency}, which has no certification and is not in this run")
+                item.reasons.insert(0, f"its upstream {dependency} is blocked")
+            elif upstream is None and backend is not None and _live(backend, spec.lane, dependency) is None \
+                    and item.action != "blocked":
+                item.action = "blocked"
+                item.reasons.insert(0, f"its upstream {dependency} has no certification and is not in this run "
+                                       f"(select +{name} to build it too)")
         results[name] = item
     return list(results.values())
 
@@ -60,9 +65,16 @@ def _live(backend: Backend, lane: str, output: str) -> CertPointer | None:
     return pointer if pointer is not None and not pointer.revoked else None
 
 
-def _one(spec: LaneSpec, backend: Backend | None, name: str) -> OutputPreview:
+def _one(spec: LaneSpec, backend: Backend | None, name: str, upstream_runs: list[str]) -> OutputPreview:
+    if upstream_runs:  # its product inputs are not known before the upstream is decided
+        return OutputPreview(name, "run", [
+            f"after its upstream {', '.join(upstream_runs)} (memoized then if the bytes it reads do not change)"])
     try:
         digests = fingerprint(resolve_inputs(spec, name))
+        if backend is not None:
+            digests += pin_product_inputs(backend, spec, name)
+        elif spec.outputs[name].product_inputs():
+            raise InputError("its product inputs have no certification yet (no store)")
     except InputError as exc:
         return OutputPreview(name, "blocked", [str(exc)])
     except Exception as exc:  # noqa: BLE001  # s3:// without credentials, a network error: the run fails too

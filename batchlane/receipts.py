@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 Trigger = Literal["cli", "console", "eventbridge", "rerun", "api"]
 Verdict = Literal["PASS", "FAIL"]
-MaterializeStatus = Literal["succeeded", "failed", "memoized"]
+MaterializeStatus = Literal["succeeded", "failed", "memoized", "blocked"]
 OutputState = Literal["certified", "rejected", "failed", "memoized", "pending", "blocked"]
 
 
@@ -53,25 +53,65 @@ class FileDigest(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True, defer_build=True)
 
 
+class PinnedProduct(_Model):
+    """A certified product version an attempt reads (a product input) or checks against (a reference):
+    the certification in force when it was pinned, bound by its receipt digest; the files are its proof."""
+
+    lane: str
+    output: str
+    run_id: str
+    attempt: int
+    certification: str = Field(description="key of the gate receipt (the certification) pinned")
+    certification_digest: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.lane}/{self.output}@{self.run_id}#{self.attempt}"
+
+
 class InputDigest(_Model):
     name: str
-    pattern: str
+    pattern: str = Field(description="path, glob or s3:// URI as written; product:OUTPUT for a product input")
     files: list[FileDigest]
+    product: PinnedProduct | None = Field(default=None, description="the certification a product input read")
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
 
 
 class RuleResult(_Model):
-    rule: str                      # type, not_null, unique, accepted_values, min, max, max_age, regex, references, row_count
-    column: str | None = None      # None for table rules; "a,b" for composite keys
+    rule: str                      # type, not_null, unique, accepted_values, min, max, max_age, regex, references,
+    #                                row_count, row_count_change, null_fraction_change, expect, extra_columns, ...
+    column: str | None = None      # None for table rules; "a,b" for composite keys; the expectation's name for expect
     passed: bool
     expected: Any
     observed: Any
     failing_count: int = 0
     failing_sample: list[Any] = Field(default_factory=list)
     detail: str | None = None
+    # Written only when they differ from the defaults, so a receipt of a contract without them is unchanged.
+    severity: Literal["error", "warn"] = Field(default="error", exclude_if=lambda value: value == "error",
+                                               description="warn: a failure is recorded but does not block")
+    tolerance: dict[str, int | float] | None = Field(default=None, exclude_if=_is_none,
+                                                      description="max_failing / max_failing_fraction allowed")
+    judged: int | None = Field(default=None, exclude_if=_is_none,
+                               description="rows (or non-null values) the rule judged: failing_fraction's denominator")
+    failing_fraction: float | None = Field(default=None, exclude_if=_is_none)
 
     @property
     def label(self) -> str:
         return f"{self.rule}({self.column})" if self.column else self.rule
+
+    @property
+    def blocking(self) -> bool:
+        """A failure that blocks certification (severity error)."""
+        return not self.passed and self.severity == "error"
+
+    @property
+    def warning(self) -> bool:
+        """A failure recorded with severity warn: shown, evented, not blocking."""
+        return not self.passed and self.severity == "warn"
 
 
 class _Receipt(_Model):
@@ -153,9 +193,19 @@ class MaterializeReceipt(_Receipt):
     memoized_digest: str | None = Field(default=None, description="digest of the certification reused")
     diagnostics: str | None = Field(default=None, description="key of the attempt's traceback and captured output")
     diagnostics_sha256: str | None = None
+    blocked_by: list[str] = Field(default_factory=list, description="upstream outputs of the run that were not "
+                                  "certified (status blocked: nothing was materialized)")
     started_at: datetime
     finished_at: datetime
     error: str | None = None
+
+
+class PinnedReference(_Model):
+    """The version of a referenced product a ``references`` rule was checked against."""
+
+    output: str
+    pinned: PinnedProduct
+    files: list[FileDigest]
 
 
 class CheckReceipt(_Receipt):
@@ -164,13 +214,21 @@ class CheckReceipt(_Receipt):
     materialize_digest: str
     products: list[FileDigest]
     rules: list[RuleResult]
+    references: list[PinnedReference] = Field(default_factory=list,
+                                              description="referenced product versions the check read")
     rows: int | None = None
     seconds: float
     error: str | None = None
 
     @property
     def failing_rules(self) -> list[RuleResult]:
-        return [rule for rule in self.rules if not rule.passed]
+        """The blocking failures (severity error): what made the verdict FAIL."""
+        return [rule for rule in self.rules if rule.blocking]
+
+    @property
+    def warnings(self) -> list[RuleResult]:
+        """Failures of severity warn: recorded and shown, not blocking."""
+        return [rule for rule in self.rules if rule.warning]
 
 
 class GateReceipt(_Receipt):
@@ -221,6 +279,8 @@ class OutputClosure(_Model):
     head: str | None = Field(default=None, description="digest of the last receipt of this output in the run")
     failing_rules: list[str] = Field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value,
+                                description="rules of severity warn that failed in the certified attempt")
 
 
 class RunManifest(_Model):
@@ -271,6 +331,8 @@ class LaneEvent(_Model):
     consumers: list[str] = Field(default_factory=list, description="consumers the spec declares for this output")
     order: str | None = Field(default=None, description="sortable certification order: newer versions sort higher")
     reason: str | None = Field(default=None, description="why: revocation reason, rejection or blocking cause")
+    warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value,
+                                description="rules of severity warn that failed (the product is certified anyway)")
 
     def envelope(self) -> dict[str, Any]:
         """The one wire shape, on every bus: the stable id (consumers dedupe on it) plus the event."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
 from batchlane.evidence import load_receipt, write_once_or_existing
+from batchlane.products import revoked_since_pinned
 from batchlane.receipts import (
     BeginReceipt,
     FileDigest,
@@ -36,8 +37,9 @@ class _Refused(Exception):
 
 def _same_inputs(pinned: list[InputDigest], read: list[InputDigest]) -> str | None:
     def key(groups: list[InputDigest]) -> dict[str, set[tuple]]:
-        return {g.name: {(f.uri, f.size, f.sha256 if not f.uri.startswith("s3://") else f.version)
-                         for f in g.files} for g in groups}
+        # a product input is pinned by its certified SHA-256; an S3 file input by its version
+        return {g.name: {(f.uri, f.size, f.sha256 if g.product is not None or not f.uri.startswith("s3://")
+                          else f.version) for f in g.files} for g in groups}
 
     expected, actual = key(pinned), key(read)
     for name in sorted(set(expected) | set(actual)):
@@ -138,7 +140,7 @@ def record_materialized(
             raise _Refused(report.error or "the job reported a failure without a reason")
         if report.code_fingerprint != begun.code_fingerprint:
             raise _Refused("the job ran other code than the attempt fingerprinted when it began")
-        mismatch = _same_inputs(begun.inputs, report.inputs)
+        mismatch = _same_inputs(begun.inputs, report.inputs) or revoked_since_pinned(backend, begun.inputs)
         if mismatch:
             raise _Refused(mismatch)
         products = _products(backend, report, staging_prefix(run_id, output, attempt))

@@ -1,4 +1,7 @@
-"""Local one-shot executor: each materialize is a subprocess (the Batch job's entrypoint), then check, then gate.
+"""Local one-shot executor: each materialize is a fresh process (the Batch job's entrypoint), then check, then gate.
+
+Each job is a fork of a warm zygote that preloaded the data libraries (``batchlane.forkserver``), or, without
+one (``LANE_FORKSERVER=0``, not Linux, the zygote failed), a ``python -m batchlane.materialize`` subprocess.
 
 Bounded parallelism; an output that references another waits for it; the run is closed
 with a RunManifest whatever happened, so the evidence always says how it ended.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlane.backends import backend_env
+from batchlane.forkserver import ForkedJob, ForkServer, wanted
 from batchlane.gate import check, close_run, decide
 from batchlane.joblocks import note_job, output_lease
 from batchlane.plan import RunPlan, begin_output
@@ -35,7 +39,7 @@ from batchlane.stores.base import Backend
 @dataclass
 class OutputProgress:
     output: str
-    phase: str = "queued"      # queued | materializing | checking | deciding | certified | rejected | failed | memoized
+    phase: str = "queued"      # queued | materializing | checking | deciding | certified | rejected | failed | memoized | blocked
     attempt: int | None = None
     rows: int | None = None
     seconds: float | None = None
@@ -59,7 +63,8 @@ class RunResult:
 
 class LocalRunner:
     def __init__(self, backend: Backend, spec: LaneSpec, *, jobs: int | None = None, force: bool = False,
-                 job_timeout: float | None = None, on_update: Callable[[OutputProgress], None] | None = None):
+                 job_timeout: float | None = None, on_update: Callable[[OutputProgress], None] | None = None,
+                 fork_server: bool | None = None):
         if spec.source_path is None:
             raise ValueError("the local runner needs a spec loaded from a file (the job subprocess reads it)")
         self.backend, self.spec, self.force = backend, spec, force
@@ -67,27 +72,44 @@ class LocalRunner:
         self.job_timeout = job_timeout
         self.on_update = on_update or (lambda progress: None)
         self.interrupted: str | None = None
-        self._children: set[subprocess.Popen] = set()
+        self._children: set[subprocess.Popen | ForkedJob] = set()
         self._lock = threading.Lock()
+        # jobs fork from a warm zygote (batchlane.forkserver) unless fork_server=False, LANE_FORKSERVER=0 or
+        # unsupported; it starts on the first job of a run, so a fully memoized run never pays for it
+        self._fork_server = ForkServer() if wanted(fork_server) else None
 
     def _update(self, progress: OutputProgress, **changes) -> None:
         for name, value in changes.items():
             setattr(progress, name, value)
         self.on_update(progress)
 
+    def _start_job(self, arguments: list[str], env: dict[str, str],
+                   lease: int | None) -> subprocess.Popen | ForkedJob:
+        """A fork of the warm zygote, or (no fork server, or it failed) a fresh `python -m batchlane.materialize`."""
+        pass_fds = (lease,) if lease is not None else ()
+        if self._fork_server is not None:  # the forked child ties itself to the zygote, which dies with us
+            job = self._fork_server.spawn("batchlane.materialize", arguments, env=env, cwd=os.getcwd(),
+                                          pass_fds=pass_fds)
+            if job is not None:
+                return job
+        command = [sys.executable, "-m", "batchlane.materialize", *arguments, "--parent-pid", str(os.getpid())]
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                pass_fds=pass_fds)
+
     def _materialize_job(self, plan: RunPlan, output: str, attempt: int, lease: int | None) -> None:
         job_id = f"local-{plan.run_id}-{output}-{attempt}"
-        command = [sys.executable, "-m", "batchlane.materialize", "--spec", str(self.spec.source_path),
-                   "--run-id", plan.run_id, "--output", output, "--attempt", str(attempt), "--job-id", job_id,
-                   "--parent-pid", str(os.getpid())]
+        arguments = ["--spec", str(self.spec.source_path), "--run-id", plan.run_id, "--output", output,
+                     "--attempt", str(attempt), "--job-id", job_id]
         env = {**os.environ, **backend_env(self.backend)}
+        process: subprocess.Popen | ForkedJob | None
+        if self._fork_server is not None and not self.interrupted:
+            self._fork_server.start()  # outside the lock: an interrupt must not wait for the zygote's imports
         with self._lock:
             if self.interrupted:
                 code, detail = -1, f"interrupted by {self.interrupted} before the job started"
                 process = None
             else:
-                process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                           text=True, pass_fds=(lease,) if lease is not None else ())
+                process = self._start_job(arguments, env, lease)
                 note_job(lease, process.pid)
                 self._children.add(process)
         if process is not None:
@@ -113,8 +135,8 @@ class LocalRunner:
         with output_lease(self.backend, plan.run_id, output) as lease:
             start = begin_output(self.backend, self.spec, plan.run_id, output, force=self.force,
                                  trigger=plan.trigger)
-            if start.action == "memoized":
-                self._update(progress, phase="memoized", attempt=start.attempt,
+            if start.action in ("memoized", "blocked"):
+                self._update(progress, phase=start.action, attempt=start.attempt, error=start.error,
                              seconds=time.perf_counter() - (progress.started or 0.0))
                 return
             self._update(progress, phase="materializing", attempt=start.attempt)
@@ -153,7 +175,7 @@ class LocalRunner:
         for item in progress.values():
             self.on_update(item)
         waiting = {
-            output: {dep for dep in self.spec.outputs[output].dependencies() if dep in progress}
+            output: {dep for dep in self.spec.upstream(output) if dep in progress}
             for output in plan.outputs
         }
         done: set[str] = set()
@@ -162,6 +184,8 @@ class LocalRunner:
         try:
             self._execute(plan, progress, waiting, done, running)
         finally:
+            if self._fork_server is not None:
+                self._fork_server.close()
             for number, handler in previous.items():
                 signal.signal(number, handler)
         manifest = close_run(self.backend, self.spec, plan.run_id)

@@ -8,371 +8,141 @@ reported as ``FIELD.PATH: reason (line N)`` under a header naming the file, and 
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import hashlib
 import json
-import math
 import re
 import types
 import typing
-import zoneinfo
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
-    StrictBool,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from batchlane.contract import (  # noqa: F401  (re-exported: the spec's public names)
+    _CONTRACT_SHAPE,
+    COLUMN_TYPES,
+    DEFAULT_FUTURE_SKEW,
+    FLOAT_LIMITS,
+    INTEGER_RANGES,
+    TEMPORAL_TYPES,
+    ColumnRules,
+    ColumnType,
+    Contract,
+    RowCount,
+    _describe,
+    _FieldError,
+    _Model,
+    _WrongKind,
+    contract_problems,
+    parse_duration,
+)
 from batchlane.strict_yaml import PathPart, YamlDocument, YamlProblem, load_yaml
 
 NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,62}$"
 NAME_RULE = "a lowercase letter, then lowercase letters, digits, '_' or '-' (at most 63 characters)"
 
-ColumnType = Literal[
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float32", "float64", "string", "bool", "timestamp", "date",
-]
-COLUMN_TYPES: tuple[str, ...] = typing.get_args(ColumnType)
-INTEGER_RANGES = {
-    "int8": (-(2**7), 2**7 - 1), "int16": (-(2**15), 2**15 - 1), "int32": (-(2**31), 2**31 - 1),
-    "int64": (-(2**63), 2**63 - 1), "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1),
-    "uint64": (0, 2**64 - 1),
-}
-FLOAT_LIMITS = {"float32": 3.4028234663852886e38, "float64": 1.7976931348623157e308}
-TEMPORAL_TYPES = ("timestamp", "date")
-
-_DURATION = re.compile(r"^([0-9]+)\s*(s|m|h|d|w)$")
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-MAX_DURATION = timedelta(days=36525)   # 100 years: longer is a typo, and would overflow date arithmetic
-
-DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
-
 _SPEC_SHAPE = ("a lane spec is a mapping like\n"
                "  lane: NAME\n"
                "  outputs:\n"
                "    OUTPUT: {inputs: {INPUT: data/file.csv}, transform: module:function, contract: {columns: ...}}")
-_CONTRACT_SHAPE = ("a contract is a mapping like\n"
-                   "  columns: {COLUMN: {type: int64, not_null: true}}\n"
-                   "  unique: [[COLUMN, COLUMN]]\n"
-                   "  row_count: {min: 1}")
 
 
 class SpecError(ValueError):
     """A lane spec or contract that cannot be used; the message names the file, the field and the reason."""
 
 
-class _WrongKind(ValueError):
-    """A value of the wrong YAML kind (text for a number, ...). A ValueError, not a TypeError: pydantic turns
-    only ValueError (and AssertionError) into validation errors."""
-
-
-class _FieldError(ValueError):
-    """A validator's problem at a path below the field (or model) being validated."""
-
-    def __init__(self, path: Sequence[PathPart], message: str) -> None:
-        self.path = tuple(path)
-        super().__init__(message)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``15m``, ``90s``, ``2w``: at most 100 years."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 15m, 90s or 2w")
-    digits, unit = match.groups()
-    if len(digits) > 12 or int(digits) * _DURATION_SECONDS[unit] > MAX_DURATION.total_seconds():
-        raise ValueError(f"{text!r} is longer than 100 years ({MAX_DURATION.days}d), the longest duration allowed")
-    return timedelta(seconds=int(digits) * _DURATION_SECONDS[unit])
-
-
-def _describe(value: Any) -> str:
-    """A value as the user wrote it, with its YAML kind: 'yes' (text), 1000 (a number), a list."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (a boolean)"
-    if isinstance(value, int | float):
-        return f"{_number(value)} (a number)"
-    if isinstance(value, str):
-        return f"{value!r} (text)"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dt.date):
-        return f"{value.isoformat()} (a date; quote it to make it text)"
-    return f"a {type(value).__name__}"
-
-
-def _number(value: float) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    return repr(value)
-
-
-def _a(word: str) -> str:
-    """'an int64', 'a uint8', 'a float32'."""
-    return f"an {word}" if word[:1] in "aeio" else f"a {word}"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _declared_type(info: ValidationInfo) -> str | None:
-    return info.data.get("type")
-
-
-def _numeric_hint(rule: str, column_type: str) -> str:
-    hint = "; for freshness use max_age" if column_type in TEMPORAL_TYPES else ""
-    return f"{rule} applies to numeric columns (int*, uint*, float*), not {column_type}{hint}"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnRules(_Model):
-    """The rules of one column. Checks that depend on the declared ``type`` run only when it is declared
-    (``type`` is validated first, so later fields see it)."""
-
-    type: ColumnType | None = None
-    not_null: StrictBool = False
-    unique: StrictBool = False
-    accepted_values: list[str | int | float | bool] | None = None
-    min: float | int | None = None
-    max: float | int | None = None
-    max_age: str | None = Field(default=None, description="freshness: newest value no older than this (30d, 12h)")
-    future_skew: str | None = Field(
-        default=None, description="freshness: how far in the future a value may lie (clock skew); default 5m"
-    )
-    timezone: str | None = Field(
-        default=None, description="IANA zone naive timestamps are in (e.g. UTC, Europe/Berlin); required by max_age"
-                                  " on naive timestamp columns"
-    )
-    regex: str | None = None
-    references: str | None = Field(default=None, description="OUTPUT.COLUMN of another product of the lane")
-
-    @field_validator("accepted_values", mode="before")
-    @classmethod
-    def _accepted_values_fit_type(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, list):
-            raise _WrongKind(f"must be a list of values, e.g. [NEW, PAID], got {_describe(value)}")
-        if not value:
-            raise ValueError("must list at least one value")
-        column_type = _declared_type(info)
-        if column_type in TEMPORAL_TYPES:
-            raise ValueError(f"accepted_values applies to string, integer, float and bool columns, not {column_type}")
-        for index, item in enumerate(value):
-            problem = _accepted_value_problem(item, column_type)
-            if problem:
-                raise _FieldError((index,), problem)
-        if column_type is None and len({isinstance(item, bool) for item in value}) > 1:
-            raise ValueError("mixes booleans (true/false) with other values; quote the ones meant as text")
-        return value
-
-    @field_validator("min", "max", mode="before")
-    @classmethod
-    def _bound_fits_type(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if not _is_number(value):
-            raise _WrongKind(f"must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {_number(value)}")
-        column_type = _declared_type(info)
-        if column_type is None:
-            return value
-        if column_type in INTEGER_RANGES:
-            low, high = INTEGER_RANGES[column_type]
-            if not isinstance(value, int):
-                raise ValueError(f"must be a whole number for {_a(column_type)} column, got {_number(value)}")
-            if not low <= value <= high:
-                raise ValueError(f"{value} is outside the {column_type} range {low}..{high}")
-        elif column_type in FLOAT_LIMITS:
-            if abs(value) > FLOAT_LIMITS[column_type]:
-                raise ValueError(f"{_number(value)} is outside the {column_type} range")
-        else:
-            raise ValueError(_numeric_hint(str(info.field_name), column_type))
-        return value
-
-    @field_validator("max_age", "future_skew", mode="before")
-    @classmethod
-    def _valid_duration(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, str):
-            raise _WrongKind(f"must be a duration like 30d, 12h, 15m, 90s or 2w, got {_describe(value)}")
-        delta = parse_duration(value)
-        if info.field_name == "max_age" and not delta:
-            raise ValueError("must be longer than 0 (0s would fail every product)")
-        column_type = _declared_type(info)
-        if column_type is not None and column_type not in TEMPORAL_TYPES:
-            raise ValueError(f"{info.field_name} applies to timestamp or date columns, not {column_type}")
-        return value
-
-    @field_validator("timezone", mode="before")
-    @classmethod
-    def _valid_timezone(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, str):
-            raise _WrongKind(f"must be an IANA time zone name like UTC or Europe/Berlin, got {_describe(value)}")
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            names = sorted(zoneinfo.available_timezones() | {"UTC"})
-            by_case = {name.lower(): name for name in names}
-            close = [by_case[value.lower()]] if value.lower() in by_case else \
-                difflib.get_close_matches(value, names, n=1, cutoff=0.6)
-            raise ValueError(f"{value!r} is not an IANA time zone name (like UTC or Europe/Berlin)"
-                             + (f"; did you mean {close[0]!r}?" if close else "")) from None
-        column_type = _declared_type(info)
-        if column_type is not None and column_type != "timestamp":
-            raise ValueError(f"timezone applies to timestamp columns, not {column_type}")
-        return value
-
-    @field_validator("regex", mode="before")
-    @classmethod
-    def _valid_regex(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, str):
-            raise _WrongKind(f"must be a regular expression (text), got {_describe(value)}")
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        column_type = _declared_type(info)
-        if column_type is not None and column_type != "string":
-            raise ValueError(f"regex applies to string columns, not {column_type}")
-        return value
-
-    @field_validator("references")
-    @classmethod
-    def _valid_reference(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^[A-Za-z_][\w\-]*\.[A-Za-z_]\w*$", value):
-            raise ValueError(f"{value!r} must be OUTPUT.COLUMN, e.g. customers_clean.customer_id")
-        return value
-
-    @model_validator(mode="after")
-    def _rules_agree(self) -> ColumnRules:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise _FieldError(("min",), f"min ({_number(self.min)}) is greater than max ({_number(self.max)})")
-        if self.future_skew is not None and self.max_age is None:
-            raise _FieldError(("future_skew",), "future_skew only affects max_age: set max_age too, or remove it")
-        return self
-
-    @property
-    def max_age_delta(self) -> timedelta | None:
-        return parse_duration(self.max_age) if self.max_age else None
-
-    @property
-    def future_skew_delta(self) -> timedelta:
-        return parse_duration(self.future_skew) if self.future_skew else DEFAULT_FUTURE_SKEW
-
-    @property
-    def reference(self) -> tuple[str, str] | None:
-        if not self.references:
-            return None
-        output, column = self.references.split(".", 1)
-        return output, column
-
-
-def _accepted_value_problem(item: Any, column_type: str | None) -> str | None:
-    """Why one accepted value cannot match the declared column type (None if it can)."""
-    if item is None:
-        return "null is not a value to accept: nulls are ruled by not_null"
-    if not isinstance(item, str | int | float):
-        return f"{_describe(item)} is not a plain value (text, a number or a boolean)"
-    if isinstance(item, float) and not math.isfinite(item):
-        return f"{_number(item)} is not a finite number"
-    if column_type == "string" and not isinstance(item, str):
-        text = str(item).lower() if isinstance(item, bool) else _number(item)
-        return f"{_describe(item)} is not text, and a string column holds text: quote it ('{text}')"
-    if column_type == "bool" and not isinstance(item, bool):
-        return f"{_describe(item)} is not a boolean (true or false)"
-    if column_type in INTEGER_RANGES:
-        if not isinstance(item, int) or isinstance(item, bool):
-            return f"{_describe(item)} is not a whole number, and {_a(column_type)} column holds whole numbers"
-        low, high = INTEGER_RANGES[column_type]
-        if not low <= item <= high:
-            return f"{item} is outside the {column_type} range {low}..{high}"
-    if column_type in FLOAT_LIMITS and not _is_number(item):
-        return f"{_describe(item)} is not a number, and {_a(column_type)} column holds numbers"
-    return None
-
-
-class RowCount(_Model):
-    min: int | None = None
-    max: int | None = None
-
-    @field_validator("min", "max", mode="before")
-    @classmethod
-    def _whole_count(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ValueError(f"must be a whole number of rows, 0 or more, got {_describe(value)}")
-        return value
-
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> RowCount:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise _FieldError(("min",), f"min ({self.min}) is greater than max ({self.max})")
-        return self
-
-
-class Contract(_Model):
-    columns: dict[str, ColumnRules] = Field(default_factory=dict)
-    unique: list[list[str]] = Field(default_factory=list, description="composite keys")
-    row_count: RowCount | None = None
-
-    @field_validator("unique")
-    @classmethod
-    def _keys_not_empty(cls, value: list[list[str]]) -> list[list[str]]:
-        for index, key in enumerate(value):
-            if not key:
-                raise _FieldError((index,), "a composite key needs at least one column")
-            if len(set(key)) != len(key):
-                raise _FieldError((index,), f"composite key {key} repeats a column")
-        return value
-
-    def references(self) -> dict[str, tuple[str, str]]:
-        """column -> (output, column) for every reference rule."""
-        return {name: rules.reference for name, rules in self.columns.items() if rules.reference}
-
-
 _IDENTIFIER = r"[A-Za-z_]\w*"
 
 
+class ProductInput(_Model):
+    """An input that reads another certified product: ``{product: OUTPUT}`` of this lane, or
+    ``{product: OUTPUT, lane: LANE}`` of another lane in the same store. It is read only through the gate: the
+    certification in force when the attempt begins is pinned, and its bytes are verified as they are read."""
+
+    product: str = Field(description="an output of this lane (or of `lane`)")
+    lane: str | None = Field(default=None, description="another lane in the same store; default: this lane")
+
+    @field_validator("product")
+    @classmethod
+    def _product_name(cls, value: str) -> str:
+        if not re.match(NAME_PATTERN, value):
+            raise ValueError(f"{value!r} is not an output name: {NAME_RULE}")
+        return value
+
+    @field_validator("lane")
+    @classmethod
+    def _lane_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(NAME_PATTERN, value):
+            raise ValueError(f"{value!r} is not a lane name: {NAME_RULE}")
+        return value
+
+    def describe(self, lane: str) -> str:
+        """``product:OUTPUT`` (this lane) or ``product:LANE/OUTPUT``: the pattern recorded in receipts."""
+        return f"product:{self.output_of(lane)[0]}/{self.product}" if self.lane and self.lane != lane \
+            else f"product:{self.product}"
+
+    def output_of(self, lane: str) -> tuple[str, str]:
+        """(lane, output) this input reads."""
+        return (self.lane or lane, self.product)
+
+
+InputSource = str | ProductInput
+_INPUT_SHAPE = "a path, glob or s3:// URI (text), or {product: OUTPUT} for a product of the lane"
+
+
+def _input_source(name: str, value: Any) -> InputSource:
+    """One input as written: text stays a location; a mapping must be a product input."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise _FieldError((name,), "must be a path, glob or s3:// URI, got empty text")
+        return value
+    if isinstance(value, dict):
+        try:
+            return ProductInput.model_validate(value)
+        except ValidationError as exc:
+            path, reason = _reason(exc.errors()[0], ProductInput, tuple(exc.errors()[0]["loc"]))
+            raise _FieldError((name, *path), reason) from None
+    raise _FieldError((name,), f"must be {_INPUT_SHAPE}, got {_describe(value)}")
+
+
 class OutputSpec(_Model):
-    inputs: dict[str, str] = Field(min_length=1)
+    inputs: dict[str, InputSource] = Field(min_length=1)
     transform: str | None = None
     contract: Contract = Field(default_factory=Contract)
     consumers: list[str] = Field(default_factory=list)
 
-    @field_validator("inputs")
+    @field_validator("inputs", mode="before")
     @classmethod
-    def _input_names_and_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, location in value.items():
+    def _input_names_and_sources(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic says "must be a mapping"
+        checked: dict[Any, Any] = {}
+        for name, source in value.items():
+            if not isinstance(name, str):
+                checked[name] = source  # pydantic says "names must be text"
+                continue
             if not re.fullmatch(_IDENTIFIER, name):
                 raise _FieldError((name,), f"input name {name!r} must be a Python identifier (letters, digits, '_'):"
                                   " the transform receives each input as a keyword argument")
-            if not location.strip():
-                raise _FieldError((name,), "must be a path, glob or s3:// URI, got empty text")
-        return value
+            checked[name] = _input_source(name, source)
+        return checked
+
+    def file_inputs(self) -> dict[str, str]:
+        """Inputs read from files (paths, globs, s3:// URIs)."""
+        return {name: source for name, source in self.inputs.items() if isinstance(source, str)}
+
+    def product_inputs(self) -> dict[str, ProductInput]:
+        """Inputs read from certified products (through the gate)."""
+        return {name: source for name, source in self.inputs.items() if isinstance(source, ProductInput)}
 
     @field_validator("transform")
     @classmethod
@@ -397,11 +167,38 @@ class OutputSpec(_Model):
                               "(it passes through unchanged)")
         return self
 
-    def dependencies(self) -> set[str]:
-        return {output for output, _ in self.contract.references().values()}
+    def dependencies(self, lane: str | None = None) -> set[str]:
+        """Outputs of this lane this output reads (product inputs) or checks against (references)."""
+        products = {source.product for source in self.product_inputs().values()
+                    if source.lane is None or source.lane == lane}
+        return products | {output for output, _ in self.contract.references().values()}
 
 
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class CheckSettings(_Model):
+    """Lane-level checker settings (``check:`` in the spec)."""
+
+    max_memory: str | None = Field(
+        default=None, description="bound on the checker's working memory, e.g. 512MB or 2GiB (at least 64MiB): "
+        "uniqueness spills to disk beyond it, with the same evidence; unset: unbounded (on AWS derived from the "
+        "check function's memory)")
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        from batchlane.checking.budget import parse_size
+
+        if value is not None:
+            parse_size(value, None)  # BudgetError is a ValueError: reported at check.max_memory
+        return value
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        from batchlane.checking.budget import parse_size
+
+        return None if self.max_memory is None else parse_size(self.max_memory)
 
 
 class LaneSpec(_Model):
@@ -409,6 +206,9 @@ class LaneSpec(_Model):
     vars: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="run parameters and their defaults; `lane run --var NAME=VALUE` overrides")
     outputs: dict[str, OutputSpec] = Field(min_length=1)
+    # Operational, never part of a verdict: kept out of the spec digest (a changed bound is not a changed spec).
+    check: CheckSettings = Field(default_factory=CheckSettings, exclude=True,
+                                 description="checker settings for every output of the lane: {max_memory: 512MB}")
     _base_dir: Path = PrivateAttr(default=Path("."))
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -444,27 +244,41 @@ class LaneSpec(_Model):
         return value
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> LaneSpec:
+    def _graph_resolves(self) -> LaneSpec:
+        """Product inputs and references name outputs of the lane, never the output itself, and form no cycle."""
         for name, output in self.outputs.items():
+            for input_name, source in output.product_inputs().items():
+                if source.lane is not None and source.lane != self.lane:
+                    continue  # another lane's product: resolved (and refused if uncertified) when an attempt begins
+                self._check_target(name, ("outputs", name, "inputs", input_name, "product"), source.product,
+                                   "read itself")
             for column, (target, target_column) in output.contract.references().items():
                 path = ("outputs", name, "contract", "columns", column, "references")
-                if target not in self.outputs:
-                    close = difflib.get_close_matches(target, list(self.outputs), n=1)
-                    raise _FieldError(path, f"no output named {target!r}"
-                                      + (f"; did you mean {close[0]!r}?" if close else
-                                         f" (outputs: {', '.join(self.outputs)})"))
-                if target == name:
-                    raise _FieldError(path, "an output cannot reference itself")
+                self._check_target(name, path, target, "reference itself")
                 target_columns = self.outputs[target].contract.columns
                 if target_columns and target_column not in target_columns:
                     raise _FieldError(path, f"{target!r} declares no column {target_column!r}")
-        cycle = self._reference_cycle()
+        cycle = self._cycle()
         if cycle:
-            first, second = cycle[0], cycle[1]
-            column = next(c for c, (target, _) in self.outputs[first].contract.references().items() if target == second)
-            raise _FieldError(("outputs", first, "contract", "columns", column, "references"),
-                              f"reference cycle between outputs: {' -> '.join(cycle)}")
+            raise _FieldError(self._edge_path(cycle[0], cycle[1]), f"cycle between outputs: {' -> '.join(cycle)}")
         return self
+
+    def _check_target(self, name: str, path: tuple[PathPart, ...], target: str, itself: str) -> None:
+        if target == name:
+            raise _FieldError(path, f"an output cannot {itself}")
+        if target not in self.outputs:
+            close = difflib.get_close_matches(target, list(self.outputs), n=1)
+            raise _FieldError(path, f"no output named {target!r}"
+                              + (f"; did you mean {close[0]!r}?" if close else f" (outputs: {', '.join(self.outputs)})"))
+
+    def _edge_path(self, source: str, target: str) -> tuple[PathPart, ...]:
+        """Where the spec says ``source`` depends on ``target`` (a product input first, else a reference)."""
+        output = self.outputs[source]
+        for input_name, item in output.product_inputs().items():
+            if item.product == target and item.lane in (None, self.lane):
+                return ("outputs", source, "inputs", input_name, "product")
+        column = next(c for c, (t, _) in output.contract.references().items() if t == target)
+        return ("outputs", source, "contract", "columns", column, "references")
 
     @property
     def base_dir(self) -> Path:
@@ -482,8 +296,36 @@ class LaneSpec(_Model):
         body = {"lane": self.lane, "output": output, "spec": self.outputs[output].model_dump(mode="json")}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
-    def _reference_cycle(self) -> list[str] | None:
-        """One cycle of references (a -> b -> a), or None."""
+    def upstream(self, output: str) -> set[str]:
+        """Outputs of this lane that ``output`` reads or references (its direct upstream)."""
+        return self.outputs[output].dependencies(self.lane)
+
+    def downstream(self, output: str) -> set[str]:
+        """Outputs of this lane that read or reference ``output`` directly."""
+        return {name for name in self.outputs if output in self.upstream(name)}
+
+    def upstream_closure(self, output: str) -> set[str]:
+        """Everything ``output`` depends on, transitively (not ``output`` itself)."""
+        return self._closure(output, self.upstream)
+
+    def downstream_closure(self, output: str) -> set[str]:
+        """Everything that depends on ``output``, transitively (not ``output`` itself)."""
+        return self._closure(output, self.downstream)
+
+    @staticmethod
+    def _closure(start: str, step: Any) -> set[str]:
+        found: set[str] = set()
+        todo = [start]
+        while todo:
+            for name in step(todo.pop()):
+                if name not in found:
+                    found.add(name)
+                    todo.append(name)
+        found.discard(start)
+        return found
+
+    def _cycle(self) -> list[str] | None:
+        """One cycle of product inputs / references (a -> b -> a), or None."""
         state: dict[str, str] = {}
 
         def visit(name: str, trail: tuple[str, ...]) -> list[str] | None:
@@ -492,7 +334,7 @@ class LaneSpec(_Model):
             if state.get(name) == "visiting":
                 return [*trail[trail.index(name):], name]
             state[name] = "visiting"
-            for dependency in sorted(self.outputs[name].dependencies()):
+            for dependency in sorted(self.upstream(name)):
                 found = visit(dependency, (*trail, name))
                 if found:
                     return found
@@ -506,10 +348,10 @@ class LaneSpec(_Model):
         return None
 
     def topological_order(self) -> list[str]:
-        """Outputs ordered so every referenced product comes before its referrers."""
-        cycle = self._reference_cycle()
+        """Outputs ordered so every product an output reads or references comes before it."""
+        cycle = self._cycle()
         if cycle:
-            raise ValueError(f"reference cycle between outputs: {' -> '.join(cycle)}")
+            raise ValueError(f"cycle between outputs: {' -> '.join(cycle)}")
         order: list[str] = []
         done: set[str] = set()
 
@@ -517,13 +359,25 @@ class LaneSpec(_Model):
             if name in done:
                 return
             done.add(name)
-            for dependency in sorted(self.outputs[name].dependencies()):
+            for dependency in sorted(self.upstream(name)):
                 visit(dependency)
             order.append(name)
 
         for name in self.outputs:
             visit(name)
         return order
+
+    def waves(self, outputs: list[str] | tuple[str, ...]) -> list[list[str]]:
+        """``outputs`` in topological waves: each output comes in a wave after every selected output it reads
+        or references (outputs outside the selection are already decided or certified)."""
+        remaining = [name for name in self.topological_order() if name in set(outputs)]
+        waves: list[list[str]] = []
+        while remaining:
+            pending = set(remaining)
+            wave = [name for name in remaining if not self.upstream(name) & pending]
+            waves.append(wave)
+            remaining = [name for name in remaining if name not in wave]
+        return waves
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -533,12 +387,14 @@ class LaneSpec(_Model):
 _WHERE_KEYS_BELONG: dict[type[BaseModel], str] = {
     LaneSpec: "the top level of the spec", OutputSpec: "an output (outputs.OUTPUT)",
     Contract: "a contract (outputs.OUTPUT.contract)", ColumnRules: "a column (contract.columns.COLUMN)",
-    RowCount: "row_count",
+    RowCount: "row_count", ProductInput: "a product input (outputs.OUTPUT.inputs.INPUT: {product: OUTPUT})",
 }
 _REQUIRED_HINTS = {
     "lane": f"the lane's name, {NAME_RULE}",
     "outputs": "a mapping of output names to outputs: {OUTPUT: {inputs: {INPUT: data/file.csv}}}",
-    "inputs": "a mapping of input names to paths, globs or s3:// URIs: {orders: data/orders.csv}",
+    "inputs": "a mapping of input names to paths, globs or s3:// URIs, or products of the lane: "
+              "{orders: data/orders.csv, clean: {product: orders_clean}}",
+    "product": "the output to read: {product: OUTPUT} (of another lane: {product: OUTPUT, lane: LANE})",
 }
 
 
@@ -653,30 +509,6 @@ def _report(what: str, source: str, problems: list[tuple[tuple[PathPart, ...], s
     return SpecError(f"invalid {what} {source} ({len(lines)} problems):\n" + "\n".join(f"  {line}" for line in lines))
 
 
-def _regexes_usable_by_checker(contract: Contract) -> list[tuple[tuple[PathPart, ...], str]]:
-    """The checker matches with RE2 (pyarrow): Python-only syntax (look-around, backreferences) is refused here.
-
-    A file-boundary check (the model itself accepts any Python pattern, so the checker's own refusal of a
-    pattern it cannot run stays reachable and tested)."""
-    patterns = [(column, rules.regex) for column, rules in contract.columns.items() if rules.regex is not None]
-    if not patterns:
-        return []
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    probe = pa.array([""], pa.string())
-    problems: list[tuple[tuple[PathPart, ...], str]] = []
-    for column, pattern in patterns:
-        try:
-            pc.match_substring_regex(probe, pattern)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            reason = str(exc).removeprefix("Invalid regular expression: ")
-            problems.append((("columns", column, "regex"),
-                             f"{pattern!r} is not usable by the checker's RE2 engine ({reason}); "
-                             + "look-around and backreferences are not supported"))
-    return problems
-
-
 def _shape_problem(document: Any, shape: str, *, nested: bool = False) -> str | None:
     if document is None:
         return f"{'is' if nested else 'the file is'} empty; {shape}"
@@ -697,7 +529,7 @@ def parse_spec(document: Any, *, source: str = "<spec>", base_dir: Path | None =
         raise _report("lane spec", source, _problems(exc, LaneSpec, ()), lines) from None
     regex_problems = [(("outputs", name, "contract", *path), reason)
                       for name, output in spec.outputs.items()
-                      for path, reason in _regexes_usable_by_checker(output.contract)]
+                      for path, reason in contract_problems(output.contract)]
     if regex_problems:
         raise _report("lane spec", source, regex_problems, lines)
     spec._base_dir = (base_dir or Path(".")).resolve()
@@ -745,7 +577,7 @@ def load_contract(path: str | Path) -> Contract:
         contract = Contract.model_validate(data)
     except ValidationError as exc:
         raise _report("contract", str(path), _problems(exc, Contract, prefix), document) from None
-    regex_problems = [(prefix + problem_path, reason) for problem_path, reason in _regexes_usable_by_checker(contract)]
+    regex_problems = [(prefix + problem_path, reason) for problem_path, reason in contract_problems(contract)]
     if regex_problems:
         raise _report("contract", str(path), regex_problems, document)
     return contract

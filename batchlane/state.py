@@ -18,8 +18,15 @@ from batchlane.stores.base import Backend, ReceiptRow
 SETTLED = ("certified", "memoized")
 
 
+def _warnings(backend: Backend, gate: ReceiptRow) -> list[str]:
+    """The warn-severity rules that failed in a certified attempt (issue 14: shown in the manifest)."""
+    checked = load_receipt(backend, gate.run_id, gate.output, gate.attempt, "check")
+    return [rule.label for rule in checked.warnings] if isinstance(checked, CheckReceipt) else []
+
+
 def _certified_state(backend: Backend, lane: str, gate: ReceiptRow, closure: dict[str, Any]) -> OutputClosure:
     output = gate.output
+    closure = {**closure, "warnings": _warnings(backend, gate)}
     if was_applied(backend, lane, output, gate.key):
         return OutputClosure(state="certified", verdict="PASS", **closure)
     receipt = load_receipt(backend, gate.run_id, output, gate.attempt, "gate")
@@ -57,6 +64,10 @@ def output_closure(backend: Backend, lane: str, run_id: str, output: str,
         receipt = load_receipt(backend, run_id, output, latest, "materialize")
         assert isinstance(receipt, MaterializeReceipt)
         return OutputClosure(state="memoized", verdict="PASS", **{**closure, "certification": receipt.memoized_from})
+    if materialized and materialized.status == "blocked":
+        receipt = load_receipt(backend, run_id, output, latest, "materialize")
+        assert isinstance(receipt, MaterializeReceipt)
+        return OutputClosure(state="blocked", verdict="FAIL", **{**closure, "error": receipt.error})
     if gate is not None and gate.status == "certified":
         return _certified_state(backend, lane, gate, closure)
     if gate is None:

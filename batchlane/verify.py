@@ -81,7 +81,7 @@ def _verify_chains(report: VerifyReport, rows, parsed) -> None:
             if kind not in receipts:
                 continue
             key, receipt = receipts[kind]
-            memoized = isinstance(receipt, MaterializeReceipt) and receipt.status == "memoized"
+            memoized = isinstance(receipt, MaterializeReceipt) and receipt.status in ("memoized", "blocked")
             expected: str | None = None if kind == "begin" or memoized else previous
             if receipt.prev != expected and not (kind == "materialize" and previous is None):
                 report.problems.append(f"{key}: chain broken (prev does not match the {kind} receipt before it)")

@@ -21,3 +21,14 @@ def join_payments(orders: pd.DataFrame, payments: pd.DataFrame) -> pd.DataFrame:
     joined["payment_count"] = joined["payment_count"].fillna(0).astype("int64")
     joined["outstanding"] = (joined["amount"] - joined["paid"]).round(2)
     return joined[["order_id", "paid", "payment_count", "outstanding"]]
+
+
+def daily_revenue(orders: pd.DataFrame, payments: pd.DataFrame) -> pd.DataFrame:
+    """Per day: orders, their amount and what was collected, from two certified products of the lane."""
+    joined = orders[["order_id", "ts", "amount"]].merge(payments[["order_id", "paid"]], on="order_id", how="left")
+    joined["day"] = joined["ts"].dt.tz_convert("UTC").dt.date
+    daily = joined.groupby("day", as_index=False).agg(
+        orders=("order_id", "count"), revenue=("amount", "sum"), collected=("paid", "sum"))
+    daily["revenue"] = daily["revenue"].round(2)
+    daily["collected"] = daily["collected"].fillna(0.0).round(2)
+    return daily[["day", "orders", "revenue", "collected"]]

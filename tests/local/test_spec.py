@@ -206,7 +206,7 @@ def test_files_that_are_not_yaml_text(tmp_path):
         ("lane: orders\noutputs: {a: {inputs: {my-orders: x.csv}}}\n",
          "input name 'my-orders' must be a Python identifier"),
         ("lane: orders\noutputs: {a: {inputs: {x: ''}}}\n", "outputs.a.inputs.x: must be a path, glob or s3:// URI"),
-        ("lane: orders\noutputs: {a: {inputs: {x: 5}}}\n", "outputs.a.inputs.x: must be text, got 5 (a number)"),
+        ("lane: orders\noutputs: {a: {inputs: {x: 5}}}\n", "outputs.a.inputs.x: must be a path, glob or s3:// URI (text), or {product: OUTPUT} for a product of the lane, got 5 (a number)"),
         ("lane: orders\noutputs: {a: {inputs: {x: x.csv}, consumers: sync}}\n", "outputs.a.consumers: must be a list"),
         ("lane: orders\noutputs: {a: {inputs: {x: x.csv}, consumers: [ok, 'bad name!']}}\n",
          "outputs.a.consumers[1]: consumer 'bad name!' must be letters"),
@@ -448,14 +448,14 @@ def test_references_resolve(tmp_path, reference, expected):
 def test_reference_cycle_names_the_cycle_and_where_it_closes(tmp_path):
     text = GOOD.replace("id: {type: int64, unique: true}", "id: {type: int64, references: b.a_id}")
     message = refused(tmp_path, text)
-    assert "outputs.a.contract.columns.id.references: reference cycle between outputs: a -> b -> a (line 7)" in message
+    assert "outputs.a.contract.columns.id.references: cycle between outputs: a -> b -> a (line 7)" in message
 
 
 def test_three_output_cycle(tmp_path):
     text = "lane: orders\noutputs:\n" + "".join(
         f"  {name}: {{inputs: {{x: x.csv}}, contract: {{columns: {{c: {{references: {target}.c}}}}}}}}\n"
         for name, target in (("a", "b"), ("b", "c"), ("c", "a")))
-    assert "reference cycle between outputs: a -> b -> c -> a" in refused(tmp_path, text)
+    assert "cycle between outputs: a -> b -> c -> a" in refused(tmp_path, text)
 
 
 # --- contract files ----------------------------------------------------------------------------------------
