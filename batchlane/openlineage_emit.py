@@ -151,15 +151,18 @@ def _product(namespace: str, lane: str, output: str, proof: list[FileDigest], ch
     return OutputDataset(namespace=namespace, name=f"{lane}.{output}", facets=facets, outputFacets=output_facets)
 
 
-def _inputs(materialized: MaterializeReceipt | None) -> list[Any]:
+def _inputs(materialized: MaterializeReceipt | None, product_namespace: str) -> list[Any]:
+    """Input datasets: files by their physical location; a product input as the product dataset it reads
+    (so lineage links the upstream job's output to this job's input)."""
     from openlineage.client.event_v2 import InputDataset
 
     if materialized is None:
         return []
     seen, datasets = set(), []
     for declared in materialized.inputs:
-        for item in declared.files:
-            namespace, name = _physical(item.uri)
+        pinned = [(product_namespace, f"{declared.product.lane}.{declared.product.output}")] \
+            if declared.product is not None else [_physical(item.uri) for item in declared.files]
+        for namespace, name in pinned:
             if (namespace, name) not in seen:
                 seen.add((namespace, name))
                 datasets.append(InputDataset(namespace=namespace, name=name))
@@ -206,11 +209,11 @@ def build_run_events(backend: Backend, run_id: str, *, namespace: str | None = N
             started = check.created_at if check else gate.created_at if gate else run.started_at
         job = Job(namespace=namespace, name=f"{run.lane}.{output}", facets={"jobType": task_type})
         run_uuid = _run_uuid(started, run.lane, run_id, output, attempt)
-        inputs = _inputs(materialized)
+        inputs = _inputs(materialized, namespace)
         events.append(RunEvent(eventType=RunState.START, eventTime=_iso(started), producer=PRODUCER,
                                run=Run(runId=run_uuid, facets={"parent": parent}), job=job, inputs=inputs))
         memoized = materialized is not None and materialized.status == "memoized"
-        if gate is None and not memoized and not (materialized and materialized.status == "failed"):
+        if gate is None and not memoized and not (materialized and materialized.status in ("failed", "blocked")):
             continue   # still running: START only
         certified = (gate is not None and gate.decision == "certified") or (memoized and gate is None)
         proof = gate.proof if gate is not None and certified else (check.products if check else [])

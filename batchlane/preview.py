@@ -43,7 +43,9 @@ def preview(spec: LaneSpec, backend: Backend | None, outputs: list[str] | None =
     for name in spec.topological_order():
         if name not in chosen:
             continue
-        upstream_runs = [dep for dep in sorted(spec.upstream(name)) if dep in results and results[dep].action != "memoized"]
+        reads = {source.product for source in spec.outputs[name].product_inputs().values()
+                 if source.lane in (None, spec.lane)}
+        upstream_runs = [dep for dep in sorted(reads) if dep in results and results[dep].action == "run"]
         item = _one(spec, backend, name, upstream_runs)
         for dependency in sorted(spec.upstream(name)):
             item.waits_for.append(dependency)
@@ -66,11 +68,11 @@ def _live(backend: Backend, lane: str, output: str) -> CertPointer | None:
 
 
 def _one(spec: LaneSpec, backend: Backend | None, name: str, upstream_runs: list[str]) -> OutputPreview:
-    if upstream_runs:  # its product inputs are not known before the upstream is decided
-        return OutputPreview(name, "run", [
-            f"after its upstream {', '.join(upstream_runs)} (memoized then if the bytes it reads do not change)"])
     try:
         digests = fingerprint(resolve_inputs(spec, name))
+        if upstream_runs:  # what its product inputs will hold is known once the upstream is decided
+            return OutputPreview(name, "run", [f"after its upstream {', '.join(upstream_runs)} (memoized then if "
+                                               "the bytes it reads do not change)"])
         if backend is not None:
             digests += pin_product_inputs(backend, spec, name)
         elif spec.outputs[name].product_inputs():

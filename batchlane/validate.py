@@ -185,7 +185,8 @@ def _check_inputs(spec: LaneSpec, name: str, output: OutputSpec, report: Validat
         where = f"outputs.{name}.inputs.{input_name}"
         report.inputs += 1
         if not isinstance(pattern, str):  # a product input: resolved through the gate at run time
-            report.note(where, f"{pattern!r} is resolved through the gate when the run starts")
+            report.note(where, f"{pattern.describe(spec.lane)}: read through the gate (its certification in force "
+                               "when an attempt begins)")
             continue
         if pattern.startswith("s3://"):
             _check_s3_input(where, pattern, report, s3)

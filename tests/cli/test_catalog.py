@@ -14,7 +14,8 @@ def test_catalog_lists_certifications_across_lanes(lane_dir, write_lane, lane, l
     code, entries = lane_json("catalog")
     assert code == 0
     assert [(e["lane"], e["output"]) for e in entries] == [
-        ("orders", "customers_clean"), ("orders", "order_payments"), ("orders", "orders_clean"), ("other", "things")]
+        ("orders", "customers_clean"), ("orders", "daily_revenue"), ("orders", "order_payments"),
+        ("orders", "orders_clean"), ("other", "things")]
     by_output = {e["output"]: e for e in entries}
     orders = by_output["orders_clean"]
     assert orders["run_id"] == run["run_id"] and orders["attempt"] == 1

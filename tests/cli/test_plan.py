@@ -20,9 +20,12 @@ def test_plan_before_any_run_creates_no_store(lane_dir, lane_home, lane_json):
     code, plan = lane_json("plan", lane_dir / "lane.yaml")
     assert code == 0 and plan["store"] is False
     assert {n: o["action"] for n, o in plan["outputs"].items()} == dict.fromkeys(
-        ["customers_clean", "orders_clean", "order_payments"], "run")
+        ["customers_clean", "orders_clean", "order_payments", "daily_revenue"], "run")
     assert plan["outputs"]["orders_clean"]["reasons"] == ["no certification yet"]
     assert plan["outputs"]["orders_clean"]["waits_for"] == ["customers_clean"]
+    assert plan["outputs"]["daily_revenue"]["waits_for"] == ["order_payments", "orders_clean"]
+    assert plan["outputs"]["daily_revenue"]["reasons"] == [
+        "after its upstream order_payments, orders_clean (memoized then if the bytes it reads do not change)"]
     assert not lane_home.exists()
 
 
@@ -47,6 +50,8 @@ def test_plan_says_memoized_then_which_part_changed(lane_dir, lane_home, lane, l
     payments = outputs["order_payments"]["reasons"]
     assert payments[0] == "the code changed (transforms:join_payments)"
     assert payments[1].startswith("input payments changed: file://") and "payments.jsonl (sha256 " in payments[1]
+    assert outputs["daily_revenue"]["action"] == "run" and outputs["daily_revenue"]["reasons"][0].startswith(
+        "after its upstream order_payments, orders_clean")
     assert _snapshot(lane_home) == before, "plan must not write to the store"
 
     code, out, _err = lane("plan", spec, "--outputs", "order_payments")

@@ -82,7 +82,7 @@ def test_piped_run_prints_a_line_per_output_start_and_end(lane_dir, lane):
     code, out, err = lane("run", lane_dir / "lane.yaml")
     assert code == 0
     lines = [line.strip() for line in err.splitlines()]
-    assert lines[0].startswith("run ") and "3 output(s) of lane orders" in lines[0]
+    assert lines[0].startswith("run ") and "4 output(s) of lane orders" in lines[0]
     for name in ("customers_clean", "orders_clean", "order_payments"):
         assert f"{name}: started" in lines
         assert any(line.startswith(f"{name}: certified (attempt 1; ") for line in lines)

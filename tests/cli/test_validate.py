@@ -42,7 +42,7 @@ def test_the_example_lane_is_valid_and_nothing_is_written(lane_dir, lane_home, l
     before = sorted(p.relative_to(lane_dir) for p in lane_dir.rglob("*"))
     code, out, err = lane("validate", lane_dir / "lane.yaml")
     assert code == 0, err
-    assert "valid" in out and "lane orders, 3 output(s), 4 input(s) (4 file(s)), 2 transform(s)" in out
+    assert "valid" in out and "lane orders, 4 output(s), 6 input(s) (4 file(s)), 3 transform(s)" in out
     assert sorted(p.relative_to(lane_dir) for p in lane_dir.rglob("*")) == before  # no __pycache__ either
     assert not lane_home.exists(), "validate must not create a store"
 

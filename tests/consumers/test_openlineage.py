@@ -61,12 +61,13 @@ def test_the_example_run_emits_valid_start_and_complete_events_with_assertions(l
     target = tmp_path / "lineage.jsonl"
     sent = emit_run(local_backend(lane_home), result["run_id"], transport=f"file:{target}")
     events = emitted(target)
-    assert len(events) == len(sent) == 8
+    assert len(events) == len(sent) == 10
     for event in events:
         validate_event(event)
     assert [(e["job"]["name"], e["eventType"]) for e in events] == [
         ("orders", "START"),
         ("orders.customers_clean", "START"), ("orders.customers_clean", "COMPLETE"),
+        ("orders.daily_revenue", "START"), ("orders.daily_revenue", "COMPLETE"),
         ("orders.order_payments", "START"), ("orders.order_payments", "COMPLETE"),
         ("orders.orders_clean", "START"), ("orders.orders_clean", "COMPLETE"),
         ("orders", "COMPLETE"),
@@ -77,6 +78,9 @@ def test_the_example_run_emits_valid_start_and_complete_events_with_assertions(l
     assert payments["run"]["facets"]["parent"]["run"]["runId"] == lane_run
     assert sorted(Path(d["name"]).name for d in payments["inputs"]) == ["orders.csv", "payments.jsonl"]
     assert {d["namespace"] for d in payments["inputs"]} == {"file"}
+    daily = complete["orders.daily_revenue"]  # product inputs link to the upstream jobs' output datasets
+    assert sorted((d["namespace"], d["name"]) for d in daily["inputs"]) == [
+        ("batchlane", "orders.order_payments"), ("batchlane", "orders.orders_clean")]
     (product,) = payments["outputs"]
     assert (product["namespace"], product["name"]) == ("batchlane", "orders.order_payments")
     assertions = product["facets"]["dataQualityAssertions"]["assertions"]
@@ -98,7 +102,9 @@ def test_a_rejected_output_emits_fail_with_its_failing_assertion(lane_dir, lane_
     for event in events:
         validate_event(event)
     failed = [e for e in events if e["eventType"] == "FAIL"]
-    assert [e["job"]["name"] for e in failed] == ["orders.order_payments", "orders"]
+    assert [e["job"]["name"] for e in failed] == ["orders.daily_revenue", "orders.order_payments", "orders"]
+    assert "blocked: upstream order_payments" in failed[0]["run"]["facets"]["errorMessage"]["message"]
+    failed = failed[1:]
     (product,) = failed[0]["outputs"]
     broken = [a for a in product["facets"]["dataQualityAssertions"]["assertions"] if not a["success"]]
     assert [(a["assertion"], a["column"]) for a in broken] == [("min", "outstanding")]

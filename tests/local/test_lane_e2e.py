@@ -26,7 +26,8 @@ def test_run_certifies_every_output_and_read_works(lane_dir, lane_home, lane, la
     assert code == 0, result
     assert result["verdict"] == "PASS"
     assert {name: o["state"] for name, o in result["outputs"].items()} == {
-        "customers_clean": "certified", "orders_clean": "certified", "order_payments": "certified"}
+        "customers_clean": "certified", "orders_clean": "certified", "order_payments": "certified",
+        "daily_revenue": "certified"}
     assert result["outputs"]["orders_clean"]["rows"] == 2000
 
     code, out, err = lane("read", "orders_clean", "--out", tmp_path / "orders.csv")
@@ -35,7 +36,7 @@ def test_run_certifies_every_output_and_read_works(lane_dir, lane_home, lane, la
     assert len(frame) == 2000 and set(frame["status"]) <= {"NEW", "PAID", "SHIPPED"}
 
     code, verified = lane_json("verify", result["run_id"])
-    assert code == 0 and verified["ok"] and verified["files"] == 3
+    assert code == 0 and verified["ok"] and verified["files"] == 4
 
     code, status = lane_json("status", result["run_id"])
     assert code == 0 and status["verdict"] == "PASS"
@@ -43,7 +44,7 @@ def test_run_certifies_every_output_and_read_works(lane_dir, lane_home, lane, la
 
     code, events, _ = lane("events", "--json")
     kinds = [json.loads(line)["type"] for line in events.splitlines()]
-    assert kinds.count("DataProductCertified") == 3 and kinds[-1] == "RunClosed"
+    assert kinds.count("DataProductCertified") == 4 and kinds[-1] == "RunClosed"
 
 
 def test_break_fail_refuse_fix_rerun_only_the_failed_output(lane_dir, lane_home, lane, lane_json, tmp_path):
@@ -55,7 +56,8 @@ def test_break_fail_refuse_fix_rerun_only_the_failed_output(lane_dir, lane_home,
     run_id = failed_run["run_id"]
     assert code == 1
     states = {name: o["state"] for name, o in failed_run["outputs"].items()}
-    assert states == {"customers_clean": "memoized", "orders_clean": "memoized", "order_payments": "rejected"}
+    assert states == {"customers_clean": "memoized", "orders_clean": "memoized", "order_payments": "rejected",
+                      "daily_revenue": "blocked"}  # it reads order_payments: not built on a rejected product
     assert failed_run["outputs"]["order_payments"]["failing_rules"] == ["min(outstanding)"]
 
     # the earlier certification stays in force: consumers keep reading the last good product
@@ -68,9 +70,11 @@ def test_break_fail_refuse_fix_rerun_only_the_failed_output(lane_dir, lane_home,
                 if '"payment_id": 99999' not in line))
     code, rerun = lane_json("rerun", run_id, "--failed")
     assert code == 0, rerun
-    assert rerun["rerun_outputs"] == ["order_payments"]
-    # the fix restored the bytes of the last certified input: the rerun reuses that certification
+    assert rerun["rerun_outputs"] == ["order_payments", "daily_revenue"]  # the failed and the blocked
+    # the fix restored the bytes of the last certified input: the rerun reuses that certification, and
+    # daily_revenue, reading the same certified bytes again, is memoized too
     assert rerun["outputs"]["order_payments"]["state"] == "memoized"
+    assert rerun["outputs"]["daily_revenue"]["state"] == "memoized"
     assert rerun["outputs"]["order_payments"]["attempts"] == 2
     assert rerun["manifest_sequence"] == 2
     after = {name: receipt_bytes(lane_home, run_id, name) for name in ("customers_clean", "orders_clean")}
@@ -99,8 +103,9 @@ def test_first_run_failure_refuses_read_until_rerun(lane_dir, lane_home, lane, l
     payments = lane_dir / "data" / "payments.jsonl"
     payments.write_text("".join(line for line in payments.read_text().splitlines(keepends=True) if "99999" not in line))
     code, rerun = lane_json("rerun", result["run_id"], "--failed")
-    assert code == 0 and rerun["rerun_outputs"] == ["order_payments"]
+    assert code == 0 and rerun["rerun_outputs"] == ["order_payments", "daily_revenue"]
     assert rerun["outputs"]["order_payments"]["state"] == "certified"
+    assert rerun["outputs"]["daily_revenue"]["state"] == "certified"
     assert rerun["outputs"]["order_payments"]["certified_attempt"] == 2
     assert lane("read", "order_payments", "--out", tmp_path / "p.csv")[0] == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == 2000

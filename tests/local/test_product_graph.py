@@ -127,6 +127,11 @@ def test_three_level_chain_certified_in_graph_order_with_pinned_product_inputs(c
     gate = parse_receipt((lane_home / pointer.key).read_bytes())
     assert mid_input.files == gate.proof  # the certified bytes are the input's digest
     assert read_table(backend, "chain", "top").column("total").to_pylist() == [120]
+    # mid's references rule (id -> base.id) was checked against the very version of base mid read
+    checked = parse_receipt((lane_home / receipt_key(run_id, "mid", 1, "check")).read_bytes())
+    (reference,) = checked.references
+    read_base = materialized(lane_home, run_id, "mid", 1).inputs[0]
+    assert reference.output == "base" and reference.pinned == read_base.product and reference.files == read_base.files
 
 
 def test_rejected_upstream_blocks_downstream_then_rerun_rebuilds_exactly_failed_and_blocked(
