@@ -51,7 +51,8 @@ def unsettled(backend: Backend, spec: LaneSpec, run_id: str) -> dict[str, str]:
     for output, closure in run_closures(backend, run_id, run.outputs).items():
         if closure.state not in SETTLED:
             reason = closure.error or (", ".join(closure.failing_rules) and "failing rules: " + ", ".join(closure.failing_rules))
-            result[output] = f"{closure.state}" + (f": {reason}" if reason else "")
+            result[output] = reason if reason and reason.startswith(f"{closure.state}:") else \
+                f"{closure.state}" + (f": {reason}" if reason else "")
     return result
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchlane.baseline import certified_baseline
 from batchlane.certification import (
     RevokeError,
     apply_certification,
@@ -20,7 +21,6 @@ from batchlane.certification import (
     publish_pending,
     revoke,
 )
-from batchlane.baseline import certified_baseline
 from batchlane.checks import CheckError, ReferenceUnavailable, check_files
 from batchlane.closing import GateError, certification_order, close_run, repair_run, unsettled
 from batchlane.evidence import load_receipt, write_once_or_existing
@@ -45,13 +45,9 @@ if TYPE_CHECKING:  # pyarrow loads when data is read, so planning, memoized runs
     import pyarrow as pa
 
 __all__ = [
-    "DependencyPending", "GateError", "NotCertified", "ResolvedProduct", "RevokeError", "check", "close_run",
+    "GateError", "NotCertified", "ResolvedProduct", "RevokeError", "check", "close_run",
     "decide", "publish_pending", "read_table", "repair_run", "resolve", "revoke", "unsettled", "verify_files",
 ]
-
-
-class DependencyPending(RuntimeError):
-    """Kept for state machines deployed before topological waves (their Check retries it); nothing raises it."""
 
 
 # ----------------------------------------------------------------------------- check

@@ -290,3 +290,12 @@ def test_product_input_of_another_lane_reads_its_certification(chain, tmp_path, 
     assert code == 1
     assert "product input 'x' (product:chain/nothing)" in result["outputs"]["copy"]["error"]
     assert "no certification" in result["outputs"]["copy"]["error"]
+
+
+def test_graph_api_waves_and_closures(chain):
+    spec = load_spec(chain / "lane.yaml")
+    assert spec.upstream("top") == {"mid"} and spec.upstream("mid") == {"base"}  # product input + reference
+    assert spec.upstream_closure("top") == {"mid", "base"} and spec.downstream_closure("base") == {"mid", "top"}
+    assert spec.waves(["top", "mid", "base"]) == [["base"], ["mid"], ["top"]]
+    assert spec.waves(["top", "base"]) == [["base", "top"]]  # mid is not selected: top waits for nothing of it
+    assert spec.waves([]) == []
