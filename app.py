@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # aws_cdk starts a node (jsii) process on import: only once t
 CONTEXT_KEYS = {"spec", "asl", "dockerfile", "input_kms_key_arns", "runnable_timeout_minutes", "vpc_id",
                 "subnet_ids", "schedule", "landed_event_pattern", "object_lock_days", "object_lock_mode", "consumer_principal",
                 "alarm_topic_arn", "stack_name", "max_vcpus", "nat_gateways", "job_vcpu", "job_memory_mib",
-                "job_timeout_minutes", "log_retention_days", "glue_database"}
+                "job_timeout_minutes", "log_retention_days", "glue_database", "map_mode"}
 
 
 def cdk_json_context(root: Path = REPO_ROOT) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchlane.checking.change import Baseline
 from batchlane.checking.errors import CheckError, ReferenceUnavailable
 from batchlane.checking.filehash import hash_file
 from batchlane.checking.outcome import CheckOutcome
@@ -27,7 +28,7 @@ from batchlane.spec import Contract
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CheckError", "CheckOutcome", "ReferenceUnavailable", "check_files", "hash_file"]
+__all__ = ["Baseline", "CheckError", "CheckOutcome", "ReferenceUnavailable", "check_files", "hash_file"]
 
 
 def check_files(
@@ -37,6 +38,8 @@ def check_files(
     uris: Sequence[str] | None = None,
     reference_values: Callable[[str, str], pa.Array] | None = None,
     now: dt.datetime | None = None,
+    max_memory: int | None = None,
+    baseline: Baseline | None = None,
     _footer_hints: bool = True,
 ) -> CheckOutcome:
     """Check the files of one product against ``contract``.
@@ -44,13 +47,26 @@ def check_files(
     ``uris`` name the files in the evidence (default: the paths). ``reference_values``
     resolves ``references`` rules: (output, column) -> the referenced values, raising
     ReferenceUnavailable when that product is not certified. ``now`` is the instant
-    freshness (max_age) is judged at (default: the current time; naive means UTC).
+    freshness (max_age) is judged at (default: the current time; naive means UTC). ``baseline`` is what
+    change rules (``row_count.max_change``, ``not_null.max_fraction_change``) compare with: the certification
+    in force (``batchlane.baseline``); without one they pass and say there was nothing to compare against.
+    Rules of severity ``warn`` that fail are recorded but leave the verdict PASS.
     Footer statistics never decide a rule; ``_footer_hints=False`` also stops them from
     choosing algorithms (tests use it to prove hints never change a result). Raises
     CheckError for a file that cannot be read at all; every rule violation is a FAIL
-    verdict, never an exception.
+    verdict, never an exception. ``max_memory`` (bytes) bounds what the check holds: key sets
+    beyond it spill to disk, with the same evidence (``batchlane.checking.budget``). Inside AWS
+    Lambda the function's memory (less headroom) is the default and the ceiling; elsewhere None
+    means unbounded.
     """
+    from batchlane.checking.budget import FLOOR, bounded, default_limit, describe
     from batchlane.checking.engine import run_check
 
-    return run_check(paths, contract, uris=uris, reference_values=reference_values, now=now,
-                     footer_hints=_footer_hints)
+    limit = default_limit()  # inside AWS Lambda: what the function's memory allows, never more
+    if max_memory is not None:
+        limit = max_memory if limit is None else min(max_memory, limit)
+    if limit is not None and limit < FLOOR:
+        raise CheckError(f"max_memory {describe(limit)} is below the checker's floor of {describe(FLOOR)}")
+    with bounded(limit):
+        return run_check(paths, contract, uris=uris, reference_values=reference_values, now=now,
+                         footer_hints=_footer_hints, baseline=baseline)

@@ -21,7 +21,7 @@ import math
 import re
 import typing
 import zoneinfo
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from fractions import Fraction
 from typing import Any, Literal
@@ -288,14 +288,26 @@ def _with_value_in_path(exc: ValidationError, structured: set[str]) -> Validatio
 
 
 def _validate_split(data: Any, rules: Sequence[str], handler: ValidatorFunctionWrapHandler, *,
-                    keep_defaults: bool = False) -> tuple[Any, dict[str, RuleOptions]]:
+                    keep_defaults: bool = False, severity_here: bool = False) -> tuple[Any, dict[str, RuleOptions]]:
     """Validate ``data`` with the structured forms of ``rules`` replaced by their plain values.
 
     Returns (model, {rule: options}) with only the options that differ from the defaults (all of them with
-    ``keep_defaults``: where an explicit severity: error overrides an enclosing one).
+    ``keep_defaults``: where an explicit severity: error overrides an enclosing one). A severity or tolerance
+    written beside the rules (not inside one) is refused, naming where it belongs (``severity_here``: the
+    mapping itself takes a severity, as row_count does).
     """
     if not isinstance(data, dict):
         return handler(data), {}
+    misplaced = next((key for key in (*TOLERANCES, "max_fraction_change") if key in data), None)
+    if misplaced is None and "severity" in data and not severity_here:
+        misplaced = "severity"
+    if misplaced is not None and severity_here:
+        raise _FieldError((misplaced,), f"{misplaced} does not apply to row_count: it compares a count with bounds; "
+                          "use severity: warn to record a violation without blocking")
+    if misplaced is not None:
+        example = "not_null: {max_failing: 10}" if misplaced != "severity" else "min: {value: 0, severity: warn}"
+        raise _FieldError((misplaced,), f"{misplaced} belongs to one rule: write that rule in its structured form, "
+                          f"e.g. {example}")
     plain = dict(data)
     options: dict[str, RuleOptions] = {}
     structured: set[str] = set()
@@ -536,7 +548,7 @@ class RowCount(_Model):
         if isinstance(data, dict) and "severity" in data and _option_problem("severity", data["severity"]):
             raise _FieldError(("severity",), _option_problem("severity", data["severity"]) or "")
         # an explicit severity on max_change overrides row_count's, even severity: error
-        model, options = _validate_split(data, ("max_change",), handler, keep_defaults=True)
+        model, options = _validate_split(data, ("max_change",), handler, keep_defaults=True, severity_here=True)
         if options:
             model._options = options
         return model

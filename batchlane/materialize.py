@@ -111,9 +111,17 @@ def _begin_receipt(store: ObjectStore, run_id: str, output: str, attempt: int) -
 
 
 def materialize(
-    store: ObjectStore, spec: LaneSpec, run_id: str, output: str, attempt: int, *, job_id: str
+    store: ObjectStore, spec: LaneSpec, run_id: str, output: str, attempt: int, *, job_id: str,
+    partition_index: int | None = None,
 ) -> MaterializeReport:
-    """Run the attempt's transform over its pinned inputs; write the product and the report to staging."""
+    """Run the attempt's transform over its pinned inputs; write the product and the report to staging.
+
+    A partitioned output (``partition_by``) builds its partitions to build, or only the ``partition_index``-th
+    of them (``batchlane.partitions``)."""
+    if spec.outputs[output].partition_by:
+        from batchlane.partitions import materialize_partitions
+
+        return materialize_partitions(store, spec, run_id, output, attempt, job_id=job_id, only=partition_index)
     started = utcnow()
     files: list[ReportedFile] = []
     error, fingerprint_ = None, ""
@@ -257,6 +265,23 @@ def _job_spec(path: str) -> LaneSpec:
     return parsed if parsed is not None else load_spec(path)
 
 
+def _partition_index(spec: LaneSpec, output: str, given: int | None) -> int | None:
+    """--partition-index, else an array job's index (partitioned outputs only); SpecError when misused."""
+    from batchlane.partitions import ARRAY_INDEX_VARIABLE
+
+    partitioned = spec.outputs[output].partition_by is not None
+    if given is not None and not partitioned:
+        raise SpecError(f"--partition-index: output {output!r} is not partitioned (no partition_by)")
+    if given is None and partitioned and os.environ.get(ARRAY_INDEX_VARIABLE, "").strip():
+        try:
+            given = int(os.environ[ARRAY_INDEX_VARIABLE])
+        except ValueError:
+            raise SpecError(f"{ARRAY_INDEX_VARIABLE}={os.environ[ARRAY_INDEX_VARIABLE]!r} is not an integer") from None
+    if given is not None and given < 0:
+        raise SpecError(f"--partition-index must be 0 or more, got {given}")
+    return given
+
+
 def main(argv: list[str] | None = None) -> int:
     from batchlane.backends import BackendConfigError, store_from_env
 
@@ -269,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-id", default="local", help="Batch job id or local process id, for the report")
     parser.add_argument("--parent-pid", type=int, default=None, help="local runner: die with this process")
     parser.add_argument("--trigger", default="cli", help=argparse.SUPPRESS)  # accepted for older definitions
+    parser.add_argument("--partition-index", type=int, default=None,
+                        help="partitioned output: build only the Nth partition to build (0-based; an array job's "
+                             "index, AWS_BATCH_JOB_ARRAY_INDEX, when not given)")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
     try:
@@ -276,10 +304,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.output not in spec.outputs:
             raise SpecError(f"lane {spec.lane!r} has no output {args.output!r}")
         store = store_from_env()
+        partition_index = _partition_index(spec, args.output, args.partition_index)
     except (SpecError, BackendConfigError) as exc:
         print(f"materialize: {exc}", file=sys.stderr)
         return 2
-    report = materialize(store, spec, args.run_id, args.output, args.attempt, job_id=args.job_id)
+    from batchlane.partitions import PartitionIndexError
+
+    try:
+        report = materialize(store, spec, args.run_id, args.output, args.attempt, job_id=args.job_id,
+                             partition_index=partition_index)
+    except PartitionIndexError as exc:
+        print(f"materialize: {exc}", file=sys.stderr)
+        return 2
     if report.error:
         print(report.error.splitlines()[0], file=sys.stderr)
     return 0 if report.status == "succeeded" else 1

@@ -16,12 +16,14 @@ from batchlane.closing import close_run, repair_run
 from batchlane.evidence import write_once_or_existing
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
 from batchlane.joblocks import tracks_liveness
+from batchlane.partitions import partition_input_digests, plan_partitions, product_memo_key
 from batchlane.products import pin_product_inputs, run_blockers
 from batchlane.receipts import (
     BeginReceipt,
     InputDigest,
     LaneEvent,
     MaterializeReceipt,
+    PartitionPlan,
     Trigger,
     receipt_key,
     utcnow,
@@ -244,6 +246,11 @@ def begin_output(
         digests = _in_spec_order(spec, output, fingerprint(resolve_inputs(spec, output))
                                  + pin_product_inputs(backend, spec, output))
         key = memo_key(spec, output, digests, fingerprint_, run.params)
+        partitions: list[PartitionPlan] = []
+        if spec.outputs[output].partition_by:  # one memo key per partition; the product's key is their set
+            base = memo_key(spec, output, partition_input_digests(spec, output, digests), fingerprint_, run.params)
+            partitions = plan_partitions(backend, spec, run_id, output, attempt, digests, base, reuse=not force)
+            key = product_memo_key(partitions)
     except (InputError, TransformError) as exc:
         # Nothing can run: the attempt fails here, with the reason, before any job starts.
         receipt = MaterializeReceipt(
@@ -259,7 +266,7 @@ def begin_output(
     if pointer is None:
         begun = BeginReceipt(lane=spec.lane, run_id=run_id, output=output, attempt=attempt, trigger=trigger,
                              inputs=digests, code_fingerprint=fingerprint_, spec_digest=spec.output_digest(output),
-                             memo_key=key, memo_note=note, params=run.params)
+                             memo_key=key, memo_note=note, params=run.params, partitions=partitions)
         write_once_or_existing(backend, begun)
         return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=key)
     receipt = MaterializeReceipt(

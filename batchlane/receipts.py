@@ -129,6 +129,44 @@ class _Receipt(_Model):
         return sha256_bytes(self.canonical())
 
 
+def _empty(value: Any) -> bool:
+    return not value
+
+
+class PartitionPlan(_Model):
+    """One partition of a partitioned output (``partition_by``), as pinned when the attempt began: its input
+    file, its own memo key, and the certified (or earlier-built) file it reuses, if any."""
+
+    name: str = Field(description="the partition file's path relative to the spec, or its s3 key")
+    index: int = Field(ge=0, description="its file is part-{index:04d}.parquet")
+    source: FileDigest
+    memo_key: str
+    reuse: FileDigest | None = Field(default=None, description="the file reused instead of building it")
+    reuse_from: str | None = Field(default=None, description="the receipt whose file is reused")
+
+
+class PartitionResult(_Model):
+    """How one partition of an attempt ended (trusted: files hashed by the recorder)."""
+
+    name: str
+    index: int = Field(ge=0)
+    memo_key: str
+    status: Literal["built", "reused", "failed"]
+    file: FileDigest | None = None
+    reused_from: str | None = None
+    error: str | None = None
+
+
+class ReportedPartition(_Model):
+    """A partition as the (untrusted) job reports it."""
+
+    name: str
+    index: int = Field(ge=0)
+    status: Literal["built", "failed"]
+    file: str | None = Field(default=None, pattern=r"^part-[0-9]{4,6}\.parquet$")
+    error: str | None = None
+
+
 class BeginReceipt(_Receipt):
     """Trusted: an attempt begins. Pins the inputs (and code) the job must read, before any user code runs."""
 
@@ -140,6 +178,8 @@ class BeginReceipt(_Receipt):
     memo_key: str
     memo_note: str | None = Field(default=None, description="why a certification with this memo key was not reused")
     params: dict[str, str] = Field(default_factory=dict, description="run parameters the transform receives")
+    partitions: list[PartitionPlan] = Field(default_factory=list, exclude_if=_empty,
+                                            description="partitioned output: each partition, built or reused")
 
 
 class ReportedFile(_Model):
@@ -174,6 +214,8 @@ class MaterializeReport(_Model):
     error: str | None = None
     diagnostics: Literal["diagnostics.txt"] | None = Field(
         default=None, description="the job's captured traceback and output, next to the report")
+    partitions: list[ReportedPartition] = Field(default_factory=list, exclude_if=_empty,
+                                                description="partitioned output: the partitions this job built")
 
     def canonical(self) -> bytes:
         return canonical_json(self.model_dump(mode="json", by_alias=True))
@@ -195,6 +237,10 @@ class MaterializeReceipt(_Receipt):
     diagnostics_sha256: str | None = None
     blocked_by: list[str] = Field(default_factory=list, description="upstream outputs of the run that were not "
                                   "certified (status blocked: nothing was materialized)")
+    partitions: list[PartitionResult] = Field(default_factory=list, exclude_if=_empty,
+                                              description="partitioned output: every partition, ordered by name")
+    partitions_root: str | None = Field(default=None, exclude_if=_is_none,
+                                        description="Merkle root over (name, sha256) of every partition's file")
     started_at: datetime
     finished_at: datetime
     error: str | None = None

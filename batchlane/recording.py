@@ -9,6 +9,8 @@ with the reason; a job that ended without a report is a failed attempt too (``re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from batchlane.diagnostics import FILE as DIAGNOSTICS_FILE
 from batchlane.evidence import load_receipt, write_once_or_existing
 from batchlane.products import revoked_since_pinned
@@ -28,6 +30,9 @@ from batchlane.receipts import (
 from batchlane.spec import LaneSpec
 from batchlane.stores.base import AlreadyExists, Backend, NotFound, StoreError
 
+if TYPE_CHECKING:
+    from batchlane.partitions import RecordedPartitions
+
 DIAGNOSTICS_LIMIT = 256 * 1024  # the job keeps 64 KB of output plus a traceback; never store more than this
 
 
@@ -46,6 +51,19 @@ def _same_inputs(pinned: list[InputDigest], read: list[InputDigest]) -> str | No
         if expected.get(name) != actual.get(name):
             return f"input {name!r}: the job read other bytes than the attempt pinned when it began"
     return None
+
+
+def _record_partitions(backend: Backend, spec: LaneSpec, begun: BeginReceipt, *, job_id: str,
+                       job_error: str | None) -> RecordedPartitions:
+    from batchlane.partitions import PartitionsRefused, record_partitions
+
+    partition_input = spec.outputs[begun.output].partition_by if begun.output in spec.outputs else None
+    if partition_input is None:
+        raise _Refused("the attempt began partitioned but the spec no longer partitions the output")
+    try:
+        return record_partitions(backend, begun, partition_input, job_id=job_id, job_error=job_error)
+    except PartitionsRefused as exc:
+        raise _Refused(str(exc)) from None
 
 
 def _load_report(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int) -> MaterializeReport | None:
@@ -129,27 +147,34 @@ def record_materialized(
         assert isinstance(existing, MaterializeReceipt)
         return existing
     begun = load_receipt(backend, run_id, output, attempt, "begin")
-    report, products, error = None, None, None
+    report, products, error, partitioned = None, None, None, None
     try:
         if not isinstance(begun, BeginReceipt):
             raise _Refused("the attempt has no begin receipt (it was never started by the gate)")
-        report = _load_report(backend, spec, run_id, output, attempt)
-        if report is None:
-            raise _Refused(f"job {job_id} ended without a report: {job_error or 'it did not finish'}")
-        if report.status == "failed":
-            raise _Refused(report.error or "the job reported a failure without a reason")
-        if report.code_fingerprint != begun.code_fingerprint:
-            raise _Refused("the job ran other code than the attempt fingerprinted when it began")
-        mismatch = _same_inputs(begun.inputs, report.inputs) or revoked_since_pinned(backend, begun.inputs)
-        if mismatch:
-            raise _Refused(mismatch)
-        products = _products(backend, report, staging_prefix(run_id, output, attempt))
+        if begun.partitions:  # each partition recorded on its own (batchlane.partitions)
+            partitioned = _record_partitions(backend, spec, begun, job_id=job_id, job_error=job_error)
+            report, products, error = partitioned.report, partitioned.outputs or None, partitioned.error
+        else:
+            report = _load_report(backend, spec, run_id, output, attempt)
+            if report is None:
+                raise _Refused(f"job {job_id} ended without a report: {job_error or 'it did not finish'}")
+            if report.status == "failed":
+                raise _Refused(report.error or "the job reported a failure without a reason")
+            if report.code_fingerprint != begun.code_fingerprint:
+                raise _Refused("the job ran other code than the attempt fingerprinted when it began")
+            mismatch = _same_inputs(begun.inputs, report.inputs) or revoked_since_pinned(backend, begun.inputs)
+            if mismatch:
+                raise _Refused(mismatch)
+            products = _products(backend, report, staging_prefix(run_id, output, attempt))
     except _Refused as refused:
         error = str(refused)
     except StoreError as exc:
         error = f"cannot read the job's staging files: {exc}"
     receipt = _receipt(begun if isinstance(begun, BeginReceipt) else None, spec, run_id, output, attempt,
                        job_id=job_id, trigger=trigger, report=report, error=error, products=products)
+    if partitioned is not None:
+        receipt = receipt.model_copy(update={"partitions": partitioned.partitions,
+                                             "partitions_root": partitioned.root})
     kept = _keep_diagnostics(backend, report, run_id, output, attempt)
     if kept:
         receipt = receipt.model_copy(update=kept)

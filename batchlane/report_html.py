@@ -192,6 +192,11 @@ def _receipt_html(row: ReceiptRow, receipt: Any, diagnostics: str | None = None)
             body.append(f"<p>memoized: reuses the certification <code>{e(receipt.memoized_from)}</code></p>")
         for item in receipt.inputs:
             body.append(f"<p>input <b>{e(item.name)}</b> (<code>{e(item.pattern)}</code>)</p>")
+            if item.product is not None:
+                pinned = item.product
+                body.append(f'<p class="meta">pinned certification: run <code>{e(pinned.run_id)}</code> attempt '
+                            f"{e(pinned.attempt)} · <code>{e(pinned.certification)}</code> · digest "
+                            f"<code>{e(pinned.certification_digest)}</code></p>")
             body.append(_files(item.files, with_rows=False))
         if receipt.outputs:
             body.append("<p>product</p>" + _files(receipt.outputs, with_rows=True))
@@ -212,7 +217,7 @@ def _receipt_html(row: ReceiptRow, receipt: Any, diagnostics: str | None = None)
         if receipt.rules:
             body.append(_table(
                 ["rule", "column", "result", "expected", "observed", "failing", "failing sample", "detail"],
-                [[e(r.rule), e(r.column or ""), _state("pass" if r.passed else "FAIL"), e(_evidence(r.expected)),
+                [[e(r.rule), e(r.column or ""), _state("pass" if r.passed else ("WARN" if r.severity == "warn" else "FAIL")), e(_evidence(r.expected)),
                   e(_evidence(r.observed)), e(r.failing_count or ""),
                   e(", ".join(_evidence(v) for v in r.failing_sample)), e(r.detail or "")] for r in receipt.rules],
                 numeric={5}, css="rules"))

@@ -35,6 +35,8 @@ from batchlane.recording import record_crash
 from batchlane.spec import LaneSpec
 from batchlane.stores.base import Backend
 
+PLAIN_JOBS_BEFORE_FORKING = 2  # the fork server launches with a run's 2nd job; from the 3rd on, jobs are forked
+
 
 @dataclass
 class OutputProgress:
@@ -64,7 +66,7 @@ class RunResult:
 class LocalRunner:
     def __init__(self, backend: Backend, spec: LaneSpec, *, jobs: int | None = None, force: bool = False,
                  job_timeout: float | None = None, on_update: Callable[[OutputProgress], None] | None = None,
-                 fork_server: bool | None = None):
+                 fork_server: bool | ForkServer | None = None):
         if spec.source_path is None:
             raise ValueError("the local runner needs a spec loaded from a file (the job subprocess reads it)")
         self.backend, self.spec, self.force = backend, spec, force
@@ -75,8 +77,12 @@ class LocalRunner:
         self._children: set[subprocess.Popen | ForkedJob] = set()
         self._lock = threading.Lock()
         # jobs fork from a warm zygote (batchlane.forkserver) unless fork_server=False, LANE_FORKSERVER=0 or
-        # unsupported; it starts on the first job of a run, so a fully memoized run never pays for it
-        self._fork_server = ForkServer() if wanted(fork_server) else None
+        # unsupported. Starting it costs about one cold job, so a run's first job does not start it (a run of one
+        # job gains nothing), the second launches it in the background, both take the plain path, and from the
+        # third on jobs wait for it (launched one job earlier). A given (already started) server is used at once.
+        self._fork_server = fork_server if isinstance(fork_server, ForkServer) else (
+            ForkServer() if wanted(fork_server) else None)
+        self._job_requests = 0
 
     def _update(self, progress: OutputProgress, **changes) -> None:
         for name, value in changes.items():
@@ -102,8 +108,12 @@ class LocalRunner:
                      "--attempt", str(attempt), "--job-id", job_id]
         env = {**os.environ, **backend_env(self.backend)}
         process: subprocess.Popen | ForkedJob | None
-        if self._fork_server is not None and not self.interrupted:
-            self._fork_server.start()  # outside the lock: an interrupt must not wait for the zygote's imports
+        if self._fork_server is not None and not self.interrupted:  # outside the lock: interrupts never wait
+            with self._lock:
+                self._job_requests += 1
+                requests = self._job_requests
+            if requests >= PLAIN_JOBS_BEFORE_FORKING or self._fork_server.launched:
+                self._fork_server.start(wait=requests > PLAIN_JOBS_BEFORE_FORKING)
         with self._lock:
             if self.interrupted:
                 code, detail = -1, f"interrupted by {self.interrupted} before the job started"
@@ -115,7 +125,8 @@ class LocalRunner:
         if process is not None:
             try:
                 _, stderr = process.communicate(timeout=self.job_timeout)
-                code, detail = process.returncode, (stderr.strip().splitlines() or [""])[-1]
+                code = process.returncode if process.returncode is not None else -1
+                detail = (stderr.strip().splitlines() or [""])[-1]
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.communicate()
@@ -181,6 +192,7 @@ class LocalRunner:
         done: set[str] = set()
         running: dict[Future, str] = {}
         previous = self._signals()
+        self._job_requests = 0  # the fork server's launch policy counts a run's jobs
         try:
             self._execute(plan, progress, waiting, done, running)
         finally:

@@ -92,6 +92,8 @@ def output_closure(backend: Backend, lane: str, run_id: str, output: str,
 def run_closures(backend: Backend, run_id: str, outputs: list[str] | tuple[str, ...]) -> dict[str, OutputClosure]:
     run = backend.ledger.get_run(run_id)
     lane = run.lane if run else ""
+    if len(outputs) == 1:  # one output: its own rows (a key-prefix query), not the whole run's
+        return {outputs[0]: output_closure(backend, lane, run_id, outputs[0])}
     rows = backend.ledger.receipts(run_id)
     return {
         output: output_closure(backend, lane, run_id, output, [row for row in rows if row.output == output])

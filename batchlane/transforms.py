@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import threading
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -32,16 +33,17 @@ def _module_file(spec: LaneSpec, dotted: str) -> Path:
 
 
 _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "cdk.out"}
+_AST_LOCK = threading.Lock()  # the runner fingerprints from several threads
 
 
 def _project_sources(base: Path) -> list[Path]:
     """Every Python file in the spec's folder tree (hidden folders, virtualenvs and caches left out)."""
-    found = []
-    for path in base.rglob("*.py"):
-        relative = path.relative_to(base).parts
-        if any(part.startswith(".") or part in _SKIP_DIRS for part in relative[:-1]):
-            continue
-        found.append(path)
+    import os
+
+    found: list[Path] = []
+    for folder, folders, files in os.walk(base):  # skipped folders are pruned, not walked (a store may live here)
+        folders[:] = [name for name in folders if not name.startswith(".") and name not in _SKIP_DIRS]
+        found.extend(Path(folder) / name for name in files if name.endswith(".py"))
     return sorted(found)
 
 
@@ -54,7 +56,8 @@ def _imported_distributions(sources: list[Path]) -> list[str]:
     modules: set[str] = set()
     for path in sources:
         try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
+            with _AST_LOCK:  # CPython 3.11's AST constructor is not thread-safe ("recursion depth mismatch")
+                tree = ast.parse(path.read_bytes(), filename=str(path))
         except (SyntaxError, ValueError):
             continue  # the transform fails to import at run time, with its own error
         for node in ast.walk(tree):

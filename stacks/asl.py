@@ -123,6 +123,61 @@ def read_asl(path: Path) -> AslUsage:
     return usage
 
 
+MAP_MODES = ("auto", "inline", "distributed")
+# `auto` picks DISTRIBUTED above this many outputs. Inline, one execution holds every iteration's history:
+# ~27 events per built output (tests/aws/test_graph_state_machine.py), so 400 outputs are ~11,000 events of the
+# 25,000 limit, leaving room for retries and a redrive pass. (Limits: "Quotas related to state machine
+# executions", https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html: 25,000 history events
+# per execution; 256 KiB payload per state.)
+INLINE_OUTPUT_LIMIT = 400
+DISTRIBUTED_PROCESSOR = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+
+# History budget of statemachines/lane.asl.json, in events (measured under moto and asserted there by
+# tests/aws/test_graph_state_machine.py; used by the P10 limits test, tests/aws/test_scale_limits.py).
+HISTORY_LIMIT = 25_000                 # events per execution, redrives included (Step Functions quota)
+PAYLOAD_LIMIT = 256 * 1024             # bytes per state input/output or task result (Step Functions quota)
+# one iteration: Begin ... Decide; "checked_in_batch": a product above the check function's budget (CheckJob)
+EVENTS_PER_OUTPUT = {"built": 27, "checked_in_batch": 33, "blocked": 11, "memoized": 11}
+EVENTS_PER_WAVE = {"inline": 10, "distributed": 12}                  # Waves?, SelectWave, the Map (+ Map Run), NextWave
+EVENTS_PER_RUN = 23                    # ExecutionStarted, Plan, the last Waves?, CloseRun, Settle, Settled?, Done, end
+EVENTS_PER_CHILD = 2                   # a child execution's ExecutionStarted + ExecutionSucceeded
+EVENTS_PER_LAMBDA_RETRY = 3            # LambdaFunctionScheduled, LambdaFunctionStarted, LambdaFunctionFailed
+EVENTS_PER_BATCH_RETRY = 4             # TaskScheduled, TaskStarted, TaskSubmitted, TaskFailed
+
+
+def resolve_map_mode(mode: str, outputs: int) -> str:
+    """The processor mode for the lane's output maps: `inline`, `distributed`, or `auto` (by the lane's size)."""
+    if mode not in MAP_MODES:
+        raise AslError(f"map mode {mode!r} must be one of {', '.join(MAP_MODES)}")
+    if mode == "auto":
+        return "distributed" if outputs > INLINE_OUTPUT_LIMIT else "inline"
+    return mode
+
+
+def with_map_mode(usage: AslUsage, mode: str, source: Path | str) -> AslUsage:
+    """The definition with its top-level Map states (one per wave) in ``mode``: ``inline`` leaves the file as is;
+    ``distributed`` runs each iteration as a child execution (its own history of ~27 events and its own 256 KiB
+    state) by setting ``ProcessorConfig`` to DISTRIBUTED/STANDARD. The iteration states are the same in both
+    modes, so what moto executes inline is what a child execution runs."""
+    if mode == "inline":
+        return usage
+    if mode != "distributed":
+        raise AslError(f"state machine definition {source}: map mode {mode!r} must be inline or distributed")
+    document = json.loads(usage.text)
+    maps = [state for state in _states(document).values() if state.get("Type") == "Map"]
+    if not maps:
+        raise AslError(f"state machine definition {source}: map mode distributed, but it has no top-level Map state")
+    for state in maps:
+        processor = state.get("ItemProcessor")
+        if not isinstance(processor, dict):
+            raise AslError(f"state machine definition {source}: a Map needs an ItemProcessor")
+        processor["ProcessorConfig"] = dict(DISTRIBUTED_PROCESSOR)
+    text = json.dumps(document, indent=2) + "\n"
+    distributed = AslUsage(text=text, substitutions=set(SUBSTITUTION.findall(text)))
+    _walk(document, distributed, "")
+    return distributed
+
+
 def check_substitutions(usage: AslUsage, available: set[str], source: Path | str) -> None:
     """Every ${Name} in the definition must have a value; a missing one would deploy a broken definition."""
     unknown = sorted(usage.substitutions - available)

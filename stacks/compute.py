@@ -24,6 +24,8 @@ from stacks.nag import ack
 
 # The state machine overrides the command per job; the image's WORKDIR is /app.
 JOB_COMMAND_HELP = ["python", "/app/functions/materialize/main.py", "--help"]
+CHECK_JOB_COMMAND_HELP = ["python", "/app/functions/check/job.py", "--help"]
+CHECK_JOB_DISK_GIB = 200       # Fargate's largest ephemeral storage: the core fetches product files to disk
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,15 @@ class ComputeProps:
     job_memory_mib: int = 4096
     job_timeout_minutes: int = 60
     runnable_timeout_minutes: int = 30
+    check_job_definition_name: str = ""   # the trusted checker for products too large for the check function
+    check_job_vcpu: float = 2.0
+    check_job_memory_mib: int = 16384
+    check_job_timeout_minutes: int = 120
 
 
 class LaneCompute(Construct):
-    """vpc, job_role, job_queue, job_definition (and the endpoints a NAT-less VPC needs)."""
+    """vpc, job_role, job_queue, job_definition; check_job_role, check_job_definition (the trusted checker for big
+    products, same image, its own role); and the endpoints a NAT-less VPC needs."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ComputeProps, image: ecs.ContainerImage,
                  bucket: s3.IBucket, table: dynamodb.ITable) -> None:
@@ -110,6 +117,51 @@ class LaneCompute(Construct):
         self.job_definition_arn_pattern = Stack.of(self).format_arn(
             service="batch", resource="job-definition", resource_name=f"{props.job_definition_name}:*")
         ack(self.job_definition.container.execution_role,
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="ecr:GetAuthorizationToken (image pull by the Batch execution role) supports no resource-level scoping.")
+        self._check_job(image, bucket, table, job_logs)
+
+    def _check_job(self, image: ecs.ContainerImage, bucket: s3.IBucket, table: dynamodb.ITable,
+                   job_logs: logs.LogGroup) -> None:
+        """The check job: trusted code (functions/check/job.py) in the same image, for products above the check
+        function's budget. Its role is the check function's (read staging/ and receipts/, write receipts/ and the
+        ledger), never the materializer's: the materializer job still cannot write a receipt. No input reads."""
+        props = self.props
+        if not props.check_job_definition_name:
+            raise ValueError("ComputeProps.check_job_definition_name is required")
+        self.check_job_role = iam.Role(
+            self, "BatchCheckRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"batchlane {props.lane}: check job (checks big products; writes check receipts)")
+        grant_lane_objects(self.check_job_role, bucket, read=[STAGING, RECEIPTS], write=[RECEIPTS])
+        grant_ledger(self.check_job_role, table, "write")
+        timeout = Duration.minutes(props.check_job_timeout_minutes)
+        self.check_job_definition = batch.EcsJobDefinition(
+            self, "CheckJob",
+            job_definition_name=props.check_job_definition_name,
+            container=batch.EcsFargateContainerDefinition(
+                self, "CheckContainer",
+                image=image,
+                command=CHECK_JOB_COMMAND_HELP,
+                cpu=props.check_job_vcpu,
+                memory=Size.mebibytes(props.check_job_memory_mib),
+                job_role=self.check_job_role,
+                environment={**props.environment,
+                             # named in the FAIL receipt when the check runs out of memory or time
+                             "LANE_CHECK_JOB_MEMORY_MIB": str(props.check_job_memory_mib),
+                             "LANE_CHECK_JOB_TIMEOUT_SECONDS": str(int(timeout.to_seconds()))},
+                logging=ecs.LogDriver.aws_logs(stream_prefix="check", log_group=job_logs),
+                fargate_platform_version=ecs.FargatePlatformVersion.LATEST,
+                assign_public_ip=False,
+                ephemeral_storage_size=Size.gibibytes(CHECK_JOB_DISK_GIB),
+            ),
+            # One attempt: a check that ran out of memory or time would only repeat; it ends in a FAIL receipt.
+            retry_attempts=1,
+            timeout=timeout,
+            propagate_tags=True,
+        )
+        self.check_job_definition_arn_pattern = Stack.of(self).format_arn(
+            service="batch", resource="job-definition", resource_name=f"{props.check_job_definition_name}:*")
+        ack(self.check_job_definition.container.execution_role,
             id="AwsSolutions-IAM5[Resource::*]",
             reason="ecr:GetAuthorizationToken (image pull by the Batch execution role) supports no resource-level scoping.")
 

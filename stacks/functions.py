@@ -36,6 +36,7 @@ class FunctionsProps:
     log_retention_days: int
     resolve_url_ttl_seconds: int = 900
     glue_database: str | None = None      # Glue publication (stacks/catalog.py): the gate syncs the catalog
+    check_lambda_max_bytes: int = 2 * 1024**3   # above it the check function routes the product to the check job
 
 
 class LaneFunctions(Construct):
@@ -50,7 +51,8 @@ class LaneFunctions(Construct):
         self.check_function, self.check_role = self._function(
             "CheckFunction", "functions.check.handler.handler",
             memory=3008, timeout=CHECK_TIMEOUT, tmp=Size.gibibytes(10),   # products are fetched to /tmp
-            description="checker (records the job's report as the materialize receipt, then checks)")
+            description="checker (records the job's report as the materialize receipt, then checks)",
+            extra_env={"LANE_CHECK_LAMBDA_MAX_BYTES": str(props.check_lambda_max_bytes)})
         grant_lane_objects(self.check_role, bucket, read=[STAGING, RECEIPTS], write=[RECEIPTS])
         grant_ledger(self.check_role, table, "write")
         self.check_role.add_to_principal_policy(iam.PolicyStatement(

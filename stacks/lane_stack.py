@@ -22,7 +22,7 @@ from constructs import Construct
 
 from batchlane.spec import LaneSpec
 from stacks.alarms import AlarmsProps, LaneAlarms
-from stacks.asl import AslUsage
+from stacks.asl import AslUsage, resolve_map_mode, with_map_mode
 from stacks.catalog import CatalogProps, LaneCatalog
 from stacks.common import InputScopes, ident
 from stacks.compute import ComputeProps, LaneCompute
@@ -39,6 +39,11 @@ JOB_START_MARGIN_SECONDS = 600
 
 def stack_name_for(spec: LaneSpec) -> str:
     return "Batchlane-" + re.sub(r"[^A-Za-z0-9-]", "-", spec.lane)
+
+
+def check_job_timeout_seconds(settings: LaneSettings) -> int:
+    """The CheckJob task's TimeoutSeconds: RUNNABLE, start, then the check job's own timeout."""
+    return (settings.runnable_timeout_minutes + settings.check_job_timeout_minutes) * 60 + JOB_START_MARGIN_SECONDS
 
 
 def materialize_timeout_seconds(settings: LaneSettings) -> int:
@@ -76,6 +81,7 @@ class LaneStack(Stack):
         scopes = InputScopes.from_spec(spec)
         glue_database = settings.glue_database_for(lane)
         job_definition_name = f"{self.stack_name}-materialize"
+        check_job_definition_name = f"{self.stack_name}-check"
         self.compute = compute = LaneCompute(
             self, "Compute",
             props=ComputeProps(
@@ -86,27 +92,36 @@ class LaneStack(Stack):
                 subnet_ids=settings.subnet_ids, nat_gateways=settings.nat_gateways, max_vcpus=settings.max_vcpus,
                 job_vcpu=settings.job_vcpu, job_memory_mib=settings.job_memory_mib,
                 job_timeout_minutes=settings.job_timeout_minutes,
-                runnable_timeout_minutes=settings.runnable_timeout_minutes),
+                runnable_timeout_minutes=settings.runnable_timeout_minutes,
+                check_job_definition_name=check_job_definition_name, check_job_vcpu=settings.check_job_vcpu,
+                check_job_memory_mib=settings.check_job_memory_mib,
+                check_job_timeout_minutes=settings.check_job_timeout_minutes),
             image=image.container_image, bucket=storage.bucket, table=storage.table)
         self.functions = functions = LaneFunctions(
             self, "Functions",
             props=FunctionsProps(lane=lane, environment=environment, input_scopes=scopes,
                                  input_kms_key_arns=settings.input_kms_key_arns,
-                                 log_retention_days=settings.log_retention_days, glue_database=glue_database),
+                                 log_retention_days=settings.log_retention_days, glue_database=glue_database,
+                                 check_lambda_max_bytes=settings.check_lambda_max_bytes),
             image=image, bucket=storage.bucket, table=storage.table, bus=storage.bus)
         self.catalog: LaneCatalog | None = None
         if glue_database:
             self.catalog = LaneCatalog(self, "Catalog", props=CatalogProps(lane=lane, database=glue_database),
                                        bucket=storage.bucket, gate_role=functions.gate_role, job_role=compute.job_role)
+        map_mode = resolve_map_mode(settings.map_mode, len(spec.outputs))
         self.orchestration = orchestration = LaneOrchestration(
             self, "Orchestration",
-            props=OrchestrationProps(lane=lane, asl=asl, asl_source=str(settings.asl),
+            props=OrchestrationProps(lane=lane, asl=with_map_mode(asl, map_mode, settings.asl),
+                                     asl_source=str(settings.asl),
                                      log_retention_days=settings.log_retention_days,
                                      materialize_timeout_seconds=materialize_timeout_seconds(settings),
+                                     check_job_timeout_seconds=check_job_timeout_seconds(settings),
                                      schedule=settings.schedule, landed_event_pattern=settings.landed_event_pattern),
             gate_function=functions.gate_function, check_function=functions.check_function,
             job_queue_arn=compute.job_queue.job_queue_arn, job_definition_name=job_definition_name,
             job_definition_arn_pattern=compute.job_definition_arn_pattern,
+            check_job_definition_name=check_job_definition_name,
+            check_job_definition_arn_pattern=compute.check_job_definition_arn_pattern,
             bucket=storage.bucket, table=storage.table, bus=storage.bus, delivery_dlq=storage.delivery_dlq)
         subscriptions: dict[str, list[str]] = {}
         for output, output_spec in spec.outputs.items():
@@ -135,6 +150,8 @@ class LaneStack(Stack):
         out("EventBusName", storage.bus.event_bus_name, "Lane events and DataLanded triggers")
         out("JobQueueArn", compute.job_queue.job_queue_arn, "Batch job queue of the materializer")
         out("JobDefinitionName", job_definition_name, "Materializer job definition (submitted by name)")
+        out("CheckJobDefinitionName", check_job_definition_name,
+            "Check job definition for products above check_lambda_max_bytes (submitted by name)")
         out("ResolveFunctionName", functions.resolve_function.function_name, "Consumers resolve certified products here")
         out("RejectedEventsLogGroup", alarms.rejected_logs.log_group_name, "Audit trail of DataProductRejected events")
         out("OperatorPolicyArn", orchestration.operator_policy.managed_policy_arn,

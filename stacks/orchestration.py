@@ -54,6 +54,7 @@ class OrchestrationProps:
     asl_source: str
     log_retention_days: int
     materialize_timeout_seconds: int
+    check_job_timeout_seconds: int = 3600
     schedule: str | None = None
     landed_event_pattern: dict[str, Any] | None = None
 
@@ -64,6 +65,7 @@ class LaneOrchestration(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: OrchestrationProps,
                  gate_function: lambda_.IFunction, check_function: lambda_.IFunction,
                  job_queue_arn: str, job_definition_name: str, job_definition_arn_pattern: str,
+                 check_job_definition_name: str, check_job_definition_arn_pattern: str,
                  bucket: s3.IBucket, table: dynamodb.ITable, bus: events.IEventBus, delivery_dlq: sqs.IQueue) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -74,6 +76,8 @@ class LaneOrchestration(Construct):
             "JobQueueArn": job_queue_arn,
             "JobDefinitionName": job_definition_name,
             "MaterializeTimeoutSeconds": str(props.materialize_timeout_seconds),
+            "CheckJobDefinitionName": check_job_definition_name,
+            "CheckJobTimeoutSeconds": str(props.check_job_timeout_seconds),
             "LaneName": props.lane,
             "BucketName": bucket.bucket_name,
             "TableName": table.table_name,
@@ -95,8 +99,10 @@ class LaneOrchestration(Construct):
                 resources=[functions[name].function_arn for name in invoked]))
         batch_resources = {
             "job-queue": [job_queue_arn],
-            # submitted by name: IAM sees the revision the name resolves to
-            "job-definition": [job_definition_arn_pattern],
+            # submitted by name: IAM sees the revision the name resolves to (only the definitions the ASL names)
+            "job-definition": [pattern for name, pattern in (("JobDefinitionName", job_definition_arn_pattern),
+                                                             ("CheckJobDefinitionName", check_job_definition_arn_pattern))
+                               if name in asl.substitutions],
             "job": [stack.format_arn(service="batch", resource="job", resource_name="*")],
             "rule": [stack.format_arn(service="events", resource="rule", resource_name=BATCH_SYNC_RULE)],
             "*": ["*"],
@@ -116,10 +122,11 @@ class LaneOrchestration(Construct):
             sid = "".join(part.capitalize() for kind in kind_group for part in kind.replace("*", "any").split("-"))
             role.add_to_principal_policy(iam.PolicyStatement(sid=f"Integration{sid}", actions=actions, resources=resources))
         if asl.batch_submit:
-            ack(role, id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:"
-                           f"job-definition/{job_definition_name}:*]",
-                reason="Jobs are submitted by job-definition name so a redrive after a deploy runs the newest revision; "
-                       "the grant is every revision of this lane's job definition only.")
+            for name in (job_definition_name, check_job_definition_name):
+                ack(role, id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:"
+                               f"job-definition/{name}:*]",
+                    reason="Jobs are submitted by job-definition name so a redrive after a deploy runs the newest "
+                           "revision; the grant is every revision of this lane's job definitions only.")
         if asl.batch_sync:
             ack(role,
                 id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:batch:<AWS::Region>:<AWS::AccountId>:job/*]",
@@ -129,10 +136,17 @@ class LaneOrchestration(Construct):
             role.add_to_principal_policy(iam.PolicyStatement(
                 sid="PublishLaneEvents", actions=["events:PutEvents"], resources=[bus.event_bus_arn]))
 
+        # A Distributed Map starts each iteration as a child execution of this state machine, so the role names the
+        # state machine: it gets a fixed name (a role policy on its own ARN would otherwise be a circular reference).
+        machine_name = f"{stack.stack_name}-lane" if asl.distributed_map else None
+        if machine_name is not None:
+            self._grant_child_executions(role, machine_name)
+
         log_group = logs.LogGroup(self, "StateMachineLogs", retention=retention(props.log_retention_days),
                                   removal_policy=RemovalPolicy.RETAIN)
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
+            state_machine_name=machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(asl.text),
             definition_substitutions={key: available[key] for key in sorted(asl.substitutions)},
@@ -140,9 +154,6 @@ class LaneOrchestration(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             tracing_enabled=True,
         )
-        if asl.distributed_map:
-            raise AslError(f"state machine definition {props.asl_source}: a Distributed Map needs its child "
-                           "executions granted by state machine name; this stack names no state machine")
         ack(role, id="AwsSolutions-IAM5[Resource::*]",
             reason="Only actions without resource-level scoping use '*': batch:DescribeJobs, X-Ray tracing "
                    "(xray:PutTraceSegments/...) and CloudWatch Logs delivery (logs:CreateLogDelivery/...).")
@@ -151,6 +162,33 @@ class LaneOrchestration(Construct):
             self.state_machine.state_machine_name, ":*"])
         self._triggers(props, delivery_dlq, bus)
         self._operator_policy(props, executions, bucket, table)
+
+    def _grant_child_executions(self, role: iam.Role, machine_name: str) -> None:
+        """What a Distributed Map needs: start its child executions (of this state machine), watch and stop them,
+        and redrive a failed Map Run when an operator redrives the parent. Source: "IAM policies for using
+        Distributed Map states", https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html
+        (states:StartExecution on the state machine; states:DescribeExecution/StopExecution on its executions;
+        states:RedriveExecution for redriving a Map Run). Child execution ARNs are
+        execution:MACHINE/MAP_RUN:ID, the parent's execution:MACHINE:NAME."""
+        stack = Stack.of(self)
+
+        def arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="states", resource=resource, resource_name=name,
+                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+
+        executions = [arn("execution", f"{machine_name}/*"), arn("execution", f"{machine_name}:*")]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="StartChildExecutions", actions=["states:StartExecution"], resources=[arn("stateMachine", machine_name)]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="WatchChildExecutions", actions=["states:DescribeExecution", "states:StopExecution"],
+            resources=executions))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="RedriveMapRuns", actions=["states:RedriveExecution"], resources=[executions[0]]))
+        for pattern in (f"{machine_name}/*", f"{machine_name}:*"):
+            ack(role, id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+                         f"execution:{pattern}]",
+                reason="A Distributed Map's child executions are named at run time; the grant covers this state "
+                       "machine's executions only.")
 
     def _triggers(self, props: OrchestrationProps, delivery_dlq: sqs.IQueue, bus: events.IEventBus) -> None:
         def target() -> targets.SfnStateMachine:

@@ -43,6 +43,17 @@ def _int_with_default(context: dict[str, Any], key: str, default: int, low: int,
     return default if number is None else number
 
 
+def _vcpu(context: dict[str, Any], key: str, default: float) -> float:
+    value = context.get(key, default)
+    try:
+        vcpu = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"context {key}: {value!r} is not a number") from None
+    if vcpu not in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
+        raise SettingsError(f"context {key}: {vcpu} is not a Fargate vCPU size (0.25, 0.5, 1, 2, 4, 8, 16)")
+    return vcpu
+
+
 def _list(value: Any) -> list[str]:
     if value in (None, ""):
         return []
@@ -106,6 +117,13 @@ class LaneSettings:
     alarm_topic_arn: str | None = None
     stack_name: str | None = None
     glue_database: str | None = None      # Glue publication off (None), else the database name (auto resolved)
+    map_mode: str = "auto"                # the output Map per wave: inline, distributed, or auto (by lane size)
+    # size-aware checking: products above check_lambda_max_bytes (sum of the staged files) are checked by the
+    # check job (Batch, same image) instead of the check function (3,008 MB, 10 GiB /tmp, 15 minutes)
+    check_lambda_max_bytes: int = 2 * 1024**3
+    check_job_vcpu: float = 2.0
+    check_job_memory_mib: int = 16384
+    check_job_timeout_minutes: int = 120
 
     @classmethod
     def from_context(cls, context: dict[str, Any], root: Path = REPO_ROOT) -> LaneSettings:
@@ -142,15 +160,14 @@ class LaneSettings:
             if not re.fullmatch(r"arn:aws[\w-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}", arn):
                 raise SettingsError(f"context input_kms_key_arns: {arn!r} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")
 
-        vcpu = context.get("job_vcpu", 1.0)
-        try:
-            vcpu = float(vcpu)
-        except (TypeError, ValueError):
-            raise SettingsError(f"context job_vcpu: {vcpu!r} is not a number") from None
-        if vcpu not in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0):
-            raise SettingsError(f"context job_vcpu: {vcpu} is not a Fargate vCPU size (0.25, 0.5, 1, 2, 4, 8, 16)")
+        vcpu = _vcpu(context, "job_vcpu", 1.0)
+        check_vcpu = _vcpu(context, "check_job_vcpu", 2.0)
 
         glue_database = _glue_database(context)
+        map_mode = str(context.get("map_mode") or "auto").lower()
+        if map_mode not in ("auto", "inline", "distributed"):
+            raise SettingsError(f"context map_mode: {map_mode!r} must be auto, inline or distributed "
+                                "(auto: distributed for lanes of more than 400 outputs)")
         return cls(
             spec=path("spec", DEFAULT_SPEC),
             asl=path("asl", DEFAULT_ASL),
@@ -175,6 +192,11 @@ class LaneSettings:
             alarm_topic_arn=context.get("alarm_topic_arn") or None,
             stack_name=context.get("stack_name") or None,
             glue_database=glue_database,
+            map_mode=map_mode,
+            check_lambda_max_bytes=_int_with_default(context, "check_lambda_max_bytes", 2 * 1024**3, 0, 10 * 1024**4),
+            check_job_vcpu=check_vcpu,
+            check_job_memory_mib=_int_with_default(context, "check_job_memory_mib", 16384, 512, 122880),
+            check_job_timeout_minutes=_int_with_default(context, "check_job_timeout_minutes", 120, 1, 14 * 24 * 60),
         )
 
     def glue_database_for(self, lane: str) -> str | None:

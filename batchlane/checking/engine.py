@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
@@ -26,6 +26,7 @@ import pyarrow.types as pat
 
 from batchlane.checking import rules as r
 from batchlane.checking.arrowtypes import is_numeric, is_string_like, is_temporal, matches, value_type
+from batchlane.checking.change import Baseline, change_results
 from batchlane.checking.errors import CheckError, ReferenceUnavailable
 from batchlane.checking.filehash import BackgroundHash
 from batchlane.checking.footer import (
@@ -36,8 +37,12 @@ from batchlane.checking.footer import (
     leaf_indices,
 )
 from batchlane.checking.outcome import CheckOutcome
+from batchlane.contract import COLUMN_RULES, RuleOptions, failing_fraction
 from batchlane.receipts import FileDigest, RuleResult
 from batchlane.spec import ColumnRules, Contract
+
+if TYPE_CHECKING:  # DuckDB loads only for contracts with `expect:` rules
+    import duckdb
 
 ReferenceResolver = Callable[[str, str], pa.Array]
 _DEFAULT_FUTURE_SKEW = "5m"  # what ColumnRules.future_skew_delta means when future_skew is not set
@@ -194,38 +199,144 @@ def _references(name: str, label: str, target: tuple[str, str], kind: pa.DataTyp
     return r.InSet("references", name, values, label)
 
 
+def _with_options(evaluators: list[r.Evaluator], options: dict[str, RuleOptions]) -> list[r.Evaluator]:
+    if options:
+        for evaluator in evaluators:
+            evaluator.options = options
+    return evaluators
+
+
+def _column_options(rules: ColumnRules) -> dict[str, RuleOptions]:
+    """The column's rules written in the structured form (empty for short forms: the common path)."""
+    return {rule: rules.options(rule) for rule in COLUMN_RULES if rule in rules._options}
+
+
 def _plan(product: _Product, contract: Contract, now: dt.datetime,
-          reference_values: ReferenceResolver | None) -> list[r.Evaluator]:
+          reference_values: ReferenceResolver | None, sql: _Sql) -> list[r.Evaluator]:
     rows = product.claimed_rows
     plan: list[r.Evaluator] = []
-    if contract.row_count is not None:
-        plan.append(r.RowCount(contract.row_count.min, contract.row_count.max))
+    if contract.row_count is not None and (contract.row_count.min is not None or contract.row_count.max is not None
+                                           or contract.row_count.max_change is None):
+        plan.extend(_with_options([r.RowCount(contract.row_count.min, contract.row_count.max)],
+                                  _non_default({"row_count": contract.row_count.options("row_count")})))
     for name, rules in contract.columns.items():
         types = _column_types(product, name)
+        options = _column_options(rules)
         if types is None:
-            plan.append(_fixed("exists", name, "column present", _missing_in(product, name), observed="missing"))
+            missing = _fixed("exists", name, "column present", _missing_in(product, name), observed="missing")
+            plan.extend(_with_options([missing], _non_default({"exists": RuleOptions(
+                severity=rules.strictest_severity())})))
             continue
         if rules.type is not None:
             observed = " | ".join(dict.fromkeys(str(t) for t in types))
             passed = all(matches(rules.type, t) for t in types)
-            plan.append(r.Fixed(RuleResult(rule="type", column=name, passed=passed, expected=rules.type,
-                                           observed=observed,
-                                           detail=None if passed else f"Arrow type {observed} is not {rules.type}")))
-        plan.extend(_column_evaluators(name, rules, types, rows, now, reference_values))
-    for key in contract.unique:
+            plan.extend(_with_options([r.Fixed(RuleResult(
+                rule="type", column=name, passed=passed, expected=rules.type, observed=observed,
+                detail=None if passed else f"Arrow type {observed} is not {rules.type}"))], options))
+        plan.extend(_with_options(_column_evaluators(name, rules, types, rows, now, reference_values), options))
+    for index, key in enumerate(contract.unique):
         label = ",".join(key)
+        key_options = _non_default({"unique": contract.key_options(index)})
         types = [_column_types(product, name) for name in key]
-        missing = [name for name, found in zip(key, types, strict=True) if found is None]
-        if missing:
-            plan.append(_fixed("unique", label, 0, "key column(s) missing or ambiguous: "
-                               + "; ".join(_missing_in(product, name) for name in missing)))
-            continue
-        nested = _nested([t for found in types if found for t in found])
-        if nested is not None:
-            plan.append(_primitive_only("unique", label, 0, nested))
+        missing_keys = [name for name, found in zip(key, types, strict=True) if found is None]
+        evaluator: r.Evaluator
+        if missing_keys:
+            evaluator = _fixed("unique", label, 0, "key column(s) missing or ambiguous: "
+                               + "; ".join(_missing_in(product, name) for name in missing_keys))
+        elif (nested := _nested([t for found in types if found for t in found])) is not None:
+            evaluator = _primitive_only("unique", label, 0, nested)
         else:
-            plan.append(r.Unique(key, [found[0] for found in types if found], rows))
+            evaluator = r.Unique(key, [found[0] for found in types if found], rows)
+        plan.extend(_with_options([evaluator], key_options))
+    if contract.extra_columns == "forbid":
+        plan.extend(_with_options([_extra_columns(product, contract)],
+                                  _non_default({"extra_columns": contract.options("extra_columns")})))
+    for expectation in contract.expect:
+        plan.extend(_with_options([sql.evaluator(product, expectation.name, expectation.sql)],
+                                  _non_default({"expect": expectation.options})))
     return plan
+
+
+def _non_default(options: dict[str, RuleOptions]) -> dict[str, RuleOptions]:
+    return {rule: found for rule, found in options.items() if found != RuleOptions()}
+
+
+def _extra_columns(product: _Product, contract: Contract) -> r.Fixed:
+    """``extra_columns: forbid``: every top-level column of every file must be listed under ``columns``."""
+    present = dict.fromkeys(field.name for parquet in product.files for field in parquet.schema_arrow)
+    extra = [name for name in present if name not in contract.columns]
+    return r.Fixed(RuleResult(
+        rule="extra_columns", passed=not extra, expected={"forbid": "columns not listed under columns:"},
+        observed=extra, failing_count=len(extra), failing_sample=extra[:r.SAMPLE],
+        detail=f"{len(extra)} column(s) the contract does not list: {', '.join(extra[:10])}"
+               + (" ..." if len(extra) > 10 else "") if extra else None,
+    ))
+
+
+class _Sql:
+    """The SQL engine for ``expect:`` rules: one locked-down DuckDB connection per check, opened only when the
+    contract has row expressions (the common path never imports DuckDB)."""
+
+    def __init__(self) -> None:
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    def evaluator(self, product: _Product, name: str, sql: str) -> r.Evaluator:
+        from batchlane.checking import sqlexpr
+
+        if self._connection is None:
+            self._connection = sqlexpr.connect()
+        connection = self._connection
+        try:
+            parsed = sqlexpr.parse(sql, connection)
+        except sqlexpr.ExpressionError as exc:  # refused at load already; a contract built in code may differ
+            return _fixed("expect", name, sql, f"the expression is not usable: {exc}")
+        names = [f.name for f in product.files[0].schema_arrow]
+        by_case: dict[str, list[str]] = {}
+        for column in names:
+            by_case.setdefault(column.lower(), []).append(column)
+        columns = []
+        for column in parsed.columns:
+            if column in names:
+                columns.append(column)
+            elif len(by_case.get(column.lower(), [])) == 1:  # SQL names are case-insensitive
+                columns.append(by_case[column.lower()][0])
+        columns = [c for c in dict.fromkeys(columns) if _column_types(product, c) is not None]
+        return r.Expect(name, sql, columns, connection)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _judge(evaluator: r.Evaluator, results: list[RuleResult], usable: bool) -> list[RuleResult]:
+    """Apply the evaluator's severities and tolerances to its results (nothing to do for short forms)."""
+    if not evaluator.options:
+        return results
+    judged = evaluator.judged() if usable else None
+    return [_apply(result, evaluator.options[result.rule], judged) if result.rule in evaluator.options else result
+            for result in results]
+
+
+def _apply(result: RuleResult, options: RuleOptions, judged: int | None) -> RuleResult:
+    update: dict[str, object] = {}
+    if options.severity != "error":
+        update["severity"] = options.severity
+    tolerance = options.tolerance()
+    if tolerance is not None:
+        update["tolerance"] = tolerance
+        if judged is not None:
+            failing = result.failing_count
+            within = options.tolerates(failing, judged)
+            update.update(judged=judged, failing_fraction=failing_fraction(failing, judged))
+            if not result.passed and failing > 0:
+                update["passed"] = within
+            if failing:
+                verdict = "within" if within else "beyond"
+                note = (f"{failing} of {judged} failing ({failing_fraction(failing, judged):.4%}), {verdict} the "
+                        f"tolerance " + ", ".join(f"{key} {value}" for key, value in tolerance.items()))
+                update["detail"] = f"{result.detail}; {note}" if result.detail else note
+    return result.model_copy(update=update) if update else result
 
 
 def _give_hints(plan: list[r.Evaluator], product: _Product) -> None:
@@ -311,6 +422,7 @@ def run_check(
     reference_values: ReferenceResolver | None,
     now: dt.datetime | None,
     footer_hints: bool,
+    baseline: Baseline | None = None,
 ) -> CheckOutcome:
     started = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -325,7 +437,7 @@ def run_check(
             opened.append(_open(path, uri))
         product = _Product(paths, uris, opened)
         hashing = BackgroundHash(paths)  # runs while we scan
-        return _check(product, hashing, contract, now, reference_values, footer_hints, started)
+        return _check(product, hashing, contract, now, reference_values, footer_hints, started, baseline)
     finally:
         for parquet in opened:
             parquet.close()
@@ -355,17 +467,28 @@ class _Scan:
     def results(self, position: int, rescan: r.Rescan) -> list[RuleResult]:
         evaluator = self.evaluators[position]
         if position in self.broken:
-            return evaluator.failed(self.broken[position])
+            return _judge(evaluator, evaluator.failed(self.broken[position]), usable=False)
         try:
-            return evaluator.finish(rescan)
+            return _judge(evaluator, evaluator.finish(rescan), usable=True)
         except _EVALUATION_ERRORS as exc:
-            return evaluator.failed(self._why(", ".join(evaluator.columns), exc))
+            return _judge(evaluator, evaluator.failed(self._why(", ".join(evaluator.columns), exc)), usable=False)
 
 
 def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: dt.datetime | None,
-           reference_values: ReferenceResolver | None, footer_hints: bool, started: float) -> CheckOutcome:
+           reference_values: ReferenceResolver | None, footer_hints: bool, started: float,
+           baseline: Baseline | None) -> CheckOutcome:
+    sql = _Sql()
+    try:
+        return _check_with(product, hashing, contract, now, reference_values, footer_hints, started, baseline, sql)
+    finally:
+        sql.close()
+
+
+def _check_with(product: _Product, hashing: BackgroundHash, contract: Contract, now: dt.datetime | None,
+                reference_values: ReferenceResolver | None, footer_hints: bool, started: float,
+                baseline: Baseline | None, sql: _Sql) -> CheckOutcome:
     uris = product.uris
-    plan = _plan(product, contract, _utc(now), reference_values)
+    plan = _plan(product, contract, _utc(now), reference_values, sql)
     if footer_hints:
         _give_hints(plan, product)
     live = [ev for ev in plan if not isinstance(ev, r.Fixed)]
@@ -395,9 +518,12 @@ def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: 
     results: list[RuleResult] = []
     for evaluator in plan:
         if isinstance(evaluator, r.Fixed):
-            results.extend(evaluator.finish(rescan))
+            results.extend(_judge(evaluator, evaluator.finish(rescan), usable=False))
         else:
             results.extend(scan.results(position_of[id(evaluator)], rescan))
+    if contract.change_rules():
+        results.extend(_apply(result, options, None) if options != RuleOptions() else result
+                       for result, options in change_results(contract, sum(file_rows), results, baseline))
     results.extend(cross_check.results())
 
     try:
@@ -409,6 +535,6 @@ def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: 
                    schema={f.name: str(f.type) for f in parquet.schema_arrow})
         for uri, parquet, rows, (size, sha) in zip(uris, product.files, file_rows, digests, strict=True)
     ]
-    verdict: Literal["PASS", "FAIL"] = "PASS" if all(result.passed for result in results) else "FAIL"
+    verdict: Literal["PASS", "FAIL"] = "PASS" if not any(result.blocking for result in results) else "FAIL"
     return CheckOutcome(verdict=verdict, rules=results, rows=sum(file_rows), files=files,
                         seconds=time.perf_counter() - started)

@@ -16,11 +16,23 @@ class CheckOutcome:
     files: list[FileDigest]      # SHA-256 + size + rows + Arrow schema of each checked file
     seconds: float
 
+    @property
+    def failing_rules(self) -> list[RuleResult]:
+        """Blocking failures (severity error): what makes the verdict FAIL."""
+        return [rule for rule in self.rules if rule.blocking]
+
+    @property
+    def warnings(self) -> list[RuleResult]:
+        """Failures of severity warn: recorded and shown, never blocking."""
+        return [rule for rule in self.rules if rule.warning]
+
     def to_json(self) -> dict:
-        return {
+        document = {
             "verdict": self.verdict,
             "rows": self.rows,
             "seconds": self.seconds,
             "files": [f.model_dump(mode="json", by_alias=True, exclude_none=True) for f in self.files],
             "rules": [rule.model_dump(mode="json") for rule in self.rules],
+            "warnings": [rule.label for rule in self.warnings],
         }
+        return document

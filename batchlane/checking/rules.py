@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -23,12 +23,25 @@ from batchlane.checking.evidence import iso_from_days, iso_from_ns, jsonable, ns
 from batchlane.checking.keys import KeyCollector
 from batchlane.receipts import RuleResult
 
+if TYPE_CHECKING:
+    import duckdb
+
+    from batchlane.contract import RuleOptions
+
 SAMPLE = 5
 Rescan = Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]
 
 
 class Evaluator:
     columns: tuple[str, ...] = ()
+    # Severity and tolerances of the rules this evaluator judges, by rule name (set by the engine only when a
+    # contract uses the structured form: the common path never looks at them).
+    options: Mapping[str, RuleOptions] = {}
+
+    def judged(self) -> int | None:
+        """The rows (or non-null values) the rule judged, after ``finish``: the denominator of a tolerance.
+        None when its failures are not a plain count of them (then no tolerance can make it pass)."""
+        return None
 
     def update(self, batch: pa.RecordBatch, offset: int) -> None:
         raise NotImplementedError
@@ -95,10 +108,15 @@ class NotNull(Evaluator):
         self.column = column
         self.columns = (column,)
         self.nulls = 0
+        self.seen = 0
         self.rows: list[int] = []
+
+    def judged(self):
+        return self.seen
 
     def update(self, batch, offset):
         array = batch.column(self.column)
+        self.seen += len(array)
         if array.null_count:
             self.nulls += array.null_count
             if len(self.rows) < SAMPLE:
@@ -136,9 +154,14 @@ class Range(Evaluator):
         self.above = 0
         self.below_sample: list[Any] = []
         self.above_sample: list[Any] = []
+        self.values = 0
+
+    def judged(self):
+        return self.values
 
     def update(self, batch, offset):
         array = plain(batch.column(self.column))
+        self.values += len(array) - array.null_count
         if len(array) == array.null_count:
             return
         if self.floating:
@@ -205,8 +228,12 @@ class InSet(Evaluator):
         self.value_set = value_set
         self.expected = expected
         self.outside = 0
+        self.values = 0
         self.examples: list[Any] = []
         self._cast_sets: dict[pa.DataType, pa.Array] = {}
+
+    def judged(self):
+        return self.values
 
     def _set_for(self, arrow_type: pa.DataType) -> pa.Array:
         if arrow_type not in self._cast_sets:
@@ -215,6 +242,7 @@ class InSet(Evaluator):
 
     def update(self, batch, offset):
         array = batch.column(self.column)
+        self.values += len(array) - array.null_count
         # null -> false: the set holds no nulls; nulls are subtracted from the count below
         member = per_row(array, lambda values: pc.is_in(values, value_set=self._set_for(values.type)))
         outside = _failing_rows(array, member)
@@ -255,13 +283,18 @@ class Regex(Evaluator):
         self.columns = (column,)
         self.pattern = pattern
         self.failing = 0
+        self.values = 0
         self.examples: list[Any] = []
         self.error: str | None = None
+
+    def judged(self):
+        return None if self.error else self.values
 
     def update(self, batch, offset):
         if self.error:
             return
         array = batch.column(self.column)
+        self.values += len(array) - array.null_count
         try:
             matched = per_row(array, lambda values: pc.match_substring_regex(values, self.pattern))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -394,6 +427,10 @@ class Unique(Evaluator):
     def __init__(self, columns: Sequence[str], types: Sequence[pa.DataType], capacity: int) -> None:
         self.columns = tuple(columns)
         self.keys = KeyCollector(columns, types, capacity)
+        self.non_null: int | None = None
+
+    def judged(self):
+        return self.non_null
 
     def hint_range(self, low: int, high: int) -> None:
         """A claimed (footer) range of a single integer key: may pick the dense path, never the answer."""
@@ -407,6 +444,7 @@ class Unique(Evaluator):
 
     def finish(self, rescan):
         report = self.keys.finish(rescan)
+        self.non_null = report.non_null
         distinct = report.non_null - report.duplicate_rows
         passed = report.duplicate_rows == 0
         detail = f"{distinct} distinct keys in {report.non_null} rows without nulls"
@@ -439,6 +477,77 @@ class RowCount(Evaluator):
         passed = (self.low is None or self.rows >= self.low) and (self.high is None or self.rows <= self.high)
         return [RuleResult(rule="row_count", passed=passed, expected=self._expected(), observed=self.rows,
                            detail=None if passed else f"{self.rows} rows outside {self._expected()}")]
+
+
+class Expect(Evaluator):
+    """A named SQL boolean expression over each row (``expect:``), evaluated by DuckDB over the batch's Arrow
+    data (no copy): rows where it is false or null fail. Evidence: their count and the first few failing rows
+    (row number and the values of the columns the expression reads)."""
+
+    ROW = "__lane_row"
+
+    def __init__(self, name: str, sql: str, columns: Sequence[str], connection: duckdb.DuckDBPyConnection) -> None:
+        self.name, self.sql = name, sql
+        self.columns = tuple(columns)
+        self.connection = connection
+        self.rows = 0
+        self.failing = 0
+        self.examples: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self._typed = False
+
+    def judged(self):
+        return None if self.error else self.rows
+
+    def update(self, batch, offset):
+        if self.error:
+            return
+        import duckdb
+
+        from batchlane.checking.sqlexpr import first_line, type_problem
+
+        numbers = pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64))
+        view = pa.Table.from_batches([batch.select(list(self.columns))]).append_column(self.ROW, numbers)
+        try:
+            self.connection.register("product", view)
+            if not self._typed:
+                result = self.connection.execute(f"SELECT ({self.sql}) FROM product LIMIT 0")
+                problem = type_problem(str(result.description[0][1]))
+                result.fetchall()
+                if problem:
+                    self.error = f"the expression {problem}"
+                    return
+                self._typed = True
+            failing = int(self.connection.execute(
+                f"SELECT count(*) FROM product WHERE ({self.sql}) IS NOT TRUE").fetchall()[0][0])
+            if failing and len(self.examples) < SAMPLE:
+                found = self.connection.execute(
+                    f"SELECT * FROM product WHERE ({self.sql}) IS NOT TRUE ORDER BY {self.ROW} "
+                    f"LIMIT {SAMPLE - len(self.examples)}")
+                names = [column[0] for column in found.description or []]
+                for values in found.fetchall():
+                    row = dict(zip(names, values, strict=True))
+                    self.examples.append({"row": row.pop(self.ROW), **{k: jsonable(v) for k, v in row.items()}})
+        except duckdb.Error as exc:
+            self.error = f"the expression could not be evaluated: {first_line(exc)}"
+            return
+        finally:
+            self.connection.unregister("product")
+        self.rows += batch.num_rows
+        self.failing += failing
+
+    def describe(self):
+        return [("expect", self.name, self.sql)]
+
+    def finish(self, rescan):
+        if self.error:
+            return self.failed(self.error)
+        return [RuleResult(
+            rule="expect", column=self.name, passed=self.failing == 0, expected=self.sql, observed=self.failing,
+            failing_count=self.failing, failing_sample=self.examples,
+            detail=f"{self.failing} of {self.rows} rows are not true (false or null); sample = rows"
+                   if self.failing else None,
+        )]
 
 
 class Fixed(Evaluator):

@@ -17,9 +17,24 @@ _COMMAND_MODULES = [
     "batchlane.cli.inspect_cmd",    # status, show, verify, events, revoke
     "batchlane.cli.repair_cmd",     # repair
     "batchlane.cli.catalog_cmd",    # catalog, report
+    "batchlane.cli.lineage_cmd",    # lineage
     "batchlane.cli.read_cmd",       # read
     "batchlane.cli.check_cmd",      # check
 ]
+
+# The subcommands each module registers, so `lane COMMAND ...` imports only the module it needs (start-up time:
+# a memoized `lane run` is mostly imports). A module missing here, or a command it does not list, still works:
+# the parser is then built from every module (tests/cli/test_lazy_cli.py checks this table is complete).
+_COMMANDS_OF = {
+    "batchlane.cli.author_cmd": ("init", "validate", "plan"),
+    "batchlane.cli.run_cmd": ("run", "rerun"),
+    "batchlane.cli.inspect_cmd": ("status", "show", "verify", "events", "revoke"),
+    "batchlane.cli.repair_cmd": ("repair",),
+    "batchlane.cli.catalog_cmd": ("catalog", "report"),
+    "batchlane.cli.lineage_cmd": ("lineage",),
+    "batchlane.cli.read_cmd": ("read",),
+    "batchlane.cli.check_cmd": ("check",),
+}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +45,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option), if any."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `lane` parser; with ``command``, only the module that registers it is imported (same parse, faster)."""
+    modules = _COMMAND_MODULES
+    if command is not None:
+        owners = [name for name in _COMMAND_MODULES if command in _COMMANDS_OF.get(name, ())]
+        modules = owners[:1] or _COMMAND_MODULES
     parser = _Parser(
         prog="lane",
         description="Run, certify, audit and read data products of a batch lane. "
@@ -39,13 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lane (batchlane) {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for name in _COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

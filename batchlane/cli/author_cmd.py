@@ -78,7 +78,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def register_plan(subparsers: argparse._SubParsersAction) -> None:
-    from batchlane.cli.common import add_backend_options, guarded, split_outputs
+    from batchlane.cli.common import OUTPUTS_HELP, add_backend_options, guarded, split_outputs
 
     plan = subparsers.add_parser(
         "plan", help="preview a run: which outputs would run, be memoized or be blocked, and why",
@@ -88,7 +88,7 @@ def register_plan(subparsers: argparse._SubParsersAction) -> None:
         "transform cannot be resolved). Writes nothing and creates no store. Exit 0, 2 for spec/usage errors.",
     )
     plan.add_argument("spec", metavar="SPEC", help="lane spec YAML")
-    plan.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs (default: all)")
+    plan.add_argument("--outputs", type=split_outputs, metavar="A,B", help=f"outputs (default: all): {OUTPUTS_HELP}")
     plan.add_argument("--json", action="store_true", help="print the preview as JSON")
     add_backend_options(plan)
     plan.set_defaults(func=guarded(_plan))
@@ -98,20 +98,17 @@ def _plan(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from batchlane.cli.common import StoreMissingError, open_backend
-    from batchlane.plan import PlanError
     from batchlane.preview import preview
+    from batchlane.selection import expand_selection
     from batchlane.spec import load_spec
 
     spec = load_spec(args.spec)
-    unknown = [name for name in args.outputs or [] if name not in spec.outputs]
-    if unknown:
-        raise PlanError(f"lane {spec.lane!r} has no output {', '.join(map(repr, unknown))}; "
-                        f"outputs: {', '.join(spec.outputs)}")
+    outputs = expand_selection(spec, args.outputs) if args.outputs else None  # unknown names: exit 2
     try:
         backend = open_backend(args)
     except StoreMissingError:
         backend = None  # no store yet: nothing is certified, every output would run
-    items = preview(spec, backend, args.outputs)
+    items = preview(spec, backend, outputs)
     if args.json:
         print_json({"lane": spec.lane, "spec": str(args.spec), "store": backend is not None,
                     "outputs": {item.output: item.to_json() for item in items}})

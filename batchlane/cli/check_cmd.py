@@ -28,14 +28,20 @@ verdict with every rule's expected and observed values (and up to 5 failing
 values or keys). The contract file holds the `contract:` block of a lane spec
 (columns, unique, row_count), with or without the `contract:` key. References
 to other products cannot be resolved outside a run, so a `references` rule
-fails here with the reason."""
+fails here with the reason. Rules of severity warn that fail are shown as WARN
+and leave the verdict PASS ("PASS with N warnings", exit 0). Change rules
+(row_count.max_change, not_null.max_fraction_change) compare with --baseline."""
 EPILOG = """\
 examples:
   lane check out/orders.parquet --contract contract.yaml
   lane check part-0.parquet part-1.parquet --contract contract.yaml --json
   lane check orders.parquet --contract contract.yaml --now 2026-11-02T00:00:00Z
+  lane check big.parquet --contract contract.yaml --max-memory 256MB
+  lane check new.parquet --contract contract.yaml --baseline old.parquet
+  lane check new.parquet --contract contract.yaml --baseline last-check.json
 
-exit status: 0 PASS, 1 FAIL, 2 usage error, missing/unreadable file or invalid contract"""
+exit status: 0 PASS, 1 FAIL, 2 usage error, missing/unreadable file or baseline, or invalid contract
+(a PASS with warnings exits 0)"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,16 +57,26 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="the product's Parquet file(s); several files are checked as one product")
     parser.add_argument("--contract", required=True, type=Path, metavar="CONTRACT.yaml",
                         help="YAML contract: columns (type, not_null, unique, accepted_values, min, max, "
-                        "max_age, regex, references), unique (composite keys), row_count")
+                        "max_age, regex, references), unique (composite keys), row_count, expect (SQL row "
+                        "expressions), extra_columns; every rule also takes {value, severity, tolerances}")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON instead of a table")
     parser.add_argument("--now", type=_instant, metavar="ISO-8601",
                         help="judge max_age (freshness) as of this instant, e.g. 2026-11-02T00:00:00Z "
                         "(default: the current time; naive values are UTC)")
+    parser.add_argument("--baseline", action="append", type=Path, metavar="FILE",
+                        help="what change rules (row_count.max_change, not_null.max_fraction_change) compare with: "
+                        "the previous version's Parquet file(s) (repeat --baseline for several), or the JSON of an "
+                        "earlier `lane check --json`; without it they pass and say there was nothing to compare")
+    parser.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
+                        help="keep the checker's working memory under SIZE (e.g. 256MB, 2GiB; at least 64MiB): "
+                        "uniqueness spills to disk beyond it, with the same evidence (default: unbounded; "
+                        "inside AWS Lambda derived from the function's memory)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: every `lane` command builds this parser, only `lane check` needs the checker.
+    from batchlane.baseline import BaselineError, file_baseline
     from batchlane.checks import CheckError, check_files
     from batchlane.spec import SpecError, load_contract
 
@@ -68,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     errors = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
     try:
         contract = load_contract(args.contract)
-        outcome = check_files(args.files, contract, now=args.now)
-    except (SpecError, CheckError) as exc:
+        baseline = file_baseline(args.baseline, contract) if getattr(args, "baseline", None) else None
+        outcome = check_files(args.files, contract, now=args.now, max_memory=getattr(args, "max_memory", None),
+                              baseline=baseline)
+    except (SpecError, CheckError, BaselineError) as exc:
         errors.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         return EXIT_USAGE
     if args.json:
@@ -85,6 +103,15 @@ def _instant(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date/time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _memory_size(text: str) -> int:
+    from batchlane.checking.budget import BudgetError, parse_size
+
+    try:
+        return parse_size(text, None)
+    except BudgetError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cell(value: Any) -> str:
@@ -103,9 +130,14 @@ def _print_table(outcome: CheckOutcome) -> None:
     # On a terminal Rich fits the window; piped output gets room for the evidence columns.
     # literal output: rules and values are data (a regex '^[a-z]+$' or a value '[dim]PAR' prints as written)
     console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
-    style = "bold green" if outcome.verdict == "PASS" else "bold red"
+    from batchlane.cli.ruletext import result_word, verdict_word
+
+    warnings = [rule.label for rule in outcome.warnings]
     files = ", ".join(f"{f.uri} ({f.size:,} B, sha256 {f.sha256[:12]}…)" for f in outcome.files)
-    console.print(Text.assemble((outcome.verdict, style), f"  {outcome.rows:,} rows  {outcome.seconds:.2f}s  {files}"))
+    console.print(Text.assemble(verdict_word(outcome.verdict, warnings, bold=True),
+                                f"  {outcome.rows:,} rows  {outcome.seconds:.2f}s  {files}"))
+    if warnings:
+        console.print(Text.assemble(("warnings", "yellow"), " (severity warn, not blocking): ", ", ".join(warnings)))
     table = Table(title_justify="left")
     for name in ("rule", "column", "result", "expected", "observed", "failing", "sample / detail"):
         table.add_column(name, overflow="fold")
@@ -114,7 +146,7 @@ def _print_table(outcome: CheckOutcome) -> None:
         if rule.detail:
             evidence = f"{evidence}  ({rule.detail})" if evidence else rule.detail
         table.add_row(
-            rule.rule, rule.column or "", Text("pass", "green") if rule.passed else Text("FAIL", "red"),
+            rule.rule, rule.column or "", result_word(rule),
             _cell(rule.expected), _cell(rule.observed), str(rule.failing_count) if rule.failing_count else "",
             evidence,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -84,12 +85,18 @@ def print_json(document: Any) -> None:
 
 
 def split_outputs(value: str | None) -> list[str] | None:
+    """`--outputs` as selector texts (`a,+b,c+`, commas or spaces); the command expands them against the spec
+    with ``batchlane.selection.expand_selection``."""
     if value is None:
         return None
-    names = [name.strip() for name in value.split(",") if name.strip()]
+    names = [name for name in re.split(r"[,\s]+", value) if name]
     if not names:
         raise argparse.ArgumentTypeError("--outputs needs at least one output name")
     return names
+
+
+OUTPUTS_HELP = ("comma-separated outputs; +X adds everything X reads or references (upstream), X+ everything "
+                "that reads or references X (downstream), +X+ both; a number limits the depth (2+X, X+1)")
 
 
 def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

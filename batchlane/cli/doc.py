@@ -29,6 +29,7 @@ EXIT_CODES = {
     "revoke": "0, 1 nothing to revoke",
     "catalog": "0, 2 no store",
     "report": "0 written, 2 unknown run/store",
+    "lineage": "0, 2 unknown output/spec/store",
     "read": "0, 1 refused (no PASS, no read), 2 usage",
     "check": "0 PASS, 1 FAIL, 2 usage",
 }
@@ -106,7 +107,8 @@ def command_table(parser: argparse.ArgumentParser) -> str:
             with_store.append(f"`{name}`")
     lines += ["", (f"{', '.join(with_store)} also take `--backend local|aws` (default `$LANE_BACKEND`, else local) "
                    "and `--home DIR` (default `$LANE_HOME`, else `./.lane`). Only `run` creates a local store; `plan` "
-                   "treats a missing store as empty; the others exit 2 when it does not exist. `lane --version` "
+                   "(and `lineage` with `--spec`) treat a missing store as empty; the others exit 2 when it does "
+                   "not exist. `lane --version` "
                    "prints the version. JSON output: [docs/cli-json.md](docs/cli-json.md).")]
     return "\n".join(lines)
 

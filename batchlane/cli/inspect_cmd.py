@@ -26,7 +26,15 @@ from batchlane.cli.common import (
 from batchlane.cli.render import closure_table, evidence_text, output_facts, outputs_json, styled
 from batchlane.evidence import load_receipt
 from batchlane.gate import RevokeError, revoke
-from batchlane.receipts import BeginReceipt, CheckReceipt, GateReceipt, MaterializeReceipt, RunManifest, parse_manifest
+from batchlane.receipts import (
+    BeginReceipt,
+    CheckReceipt,
+    GateReceipt,
+    MaterializeReceipt,
+    PinnedProduct,
+    RunManifest,
+    parse_manifest,
+)
 from batchlane.state import SETTLED, run_closures
 from batchlane.stores.base import Backend, NotFound, RunRecord
 from batchlane.verify import verify_run
@@ -209,6 +217,8 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
         if receipt.memo_note:
             out.print(Text.assemble("  not memoized: ", receipt.memo_note))
         for item in receipt.inputs:
+            if item.product is not None:
+                out.print(Text.assemble(f"  pinned {item.name}: ", pinned_product_text(item.product, item.pattern)))
             for file in item.files:
                 out.print(Text.assemble(f"  pinned {item.name}: ", file.uri, f"  {file.size:,} B  sha256 {file.sha256}"))
         return
@@ -226,16 +236,31 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
             for line in (diagnostics_of(backend, receipt) or "").splitlines():
                 out.print(Text(f"    {line}"))
         for item in receipt.inputs:
+            if item.product is not None:
+                out.print(Text.assemble(f"  input  {item.name}: ", pinned_product_text(item.product, item.pattern)))
             for file in item.files:
                 out.print(f"  input  {item.name}: {file.uri}  {file.size:,} B  sha256 {file.sha256}")
         for file in receipt.outputs:
             out.print(f"  output {file.uri}  {file.size:,} B  {_rows(file.rows)}  sha256 {file.sha256}")
             out.print(f"         schema {', '.join(f'{k}:{v}' for k, v in (file.schema_ or {}).items())}")
+        if receipt.partitions:
+            out.print(f"  partitions {len(receipt.partitions)}"
+                      + (f" · merkle root {receipt.partitions_root}" if receipt.partitions_root else ""))
+        for part in receipt.partitions:
+            facts = f"  {_rows(part.file.rows)}  sha256 {part.file.sha256}" if part.file else ""
+            origin = f"  from {part.reused_from}" if part.reused_from else ""
+            out.print(Text.assemble(f"  partition {part.name} #{part.index} ", styled(part.status), facts, origin,
+                                    (f"  {part.error}", "red") if part.error else ""))
         if receipt.error:
             out.print(Text.assemble(("  error: ", "red"), receipt.error))
     elif isinstance(receipt, CheckReceipt):
-        out.print(Text.assemble("  verdict ", styled(receipt.verdict),
+        from batchlane.cli.ruletext import verdict_word
+
+        warnings = [rule.label for rule in receipt.warnings]
+        out.print(Text.assemble("  verdict ", verdict_word(receipt.verdict, warnings),
                                 f" · {_rows(receipt.rows)} · {receipt.seconds:.3f}s"))
+        if warnings:
+            out.print(Text.assemble(("  warnings", "yellow"), " (severity warn, not blocking): ", ", ".join(warnings)))
         if receipt.rules:
             out.print(rules_table(receipt))
         if receipt.error:
@@ -247,14 +272,22 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
             out.print(f"  proof  {file.uri}  {_rows(file.rows)}  sha256 {file.sha256}")
 
 
+def pinned_product_text(pinned: PinnedProduct, pattern: str) -> Text:
+    """A product input as pinned: the certification (run, attempt, receipt digest) the attempt read."""
+    return Text(f"{pattern} certified run {pinned.run_id} attempt {pinned.attempt} "
+                f"(certification digest {pinned.certification_digest[:12]})")
+
+
 def rules_table(receipt: CheckReceipt) -> Table:
     """Every rule with its expected, observed, failing count, failing sample and detail; nothing cut off."""
     table = Table(show_edge=False, pad_edge=False)
     for column in ("rule", "column", "result", "expected", "observed", "failing", "failing sample", "detail"):
         table.add_column(column, overflow="fold")
+    from batchlane.cli.ruletext import result_word
+
     for rule in receipt.rules:
         table.add_row(
-            rule.rule, rule.column or "", Text("pass", "green") if rule.passed else Text("FAIL", "red"),
+            rule.rule, rule.column or "", result_word(rule),
             evidence_text(rule.expected), evidence_text(rule.observed),
             str(rule.failing_count) if rule.failing_count else "",
             ", ".join(evidence_text(value) for value in rule.failing_sample), rule.detail or "",
@@ -283,8 +316,10 @@ def _verify(args: argparse.Namespace) -> int:
 def _event_line(event: dict[str, Any]) -> str:
     subject = event.get("output") or f"run verdict {event.get('verdict')}"
     attempt = f" attempt {event['attempt']}" if event.get("attempt") else ""
+    warnings = event.get("warnings") or []
+    warned = f"  with {len(warnings)} warning(s): {', '.join(warnings)}" if warnings else ""
     return f"{str(event.get('time', ''))[:19]}  {event.get('type', '?'):<22} {event.get('lane')}/{subject}  " \
-           f"run {event.get('run_id')}{attempt}"
+           f"run {event.get('run_id')}{attempt}{warned}"
 
 
 def _events(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from batchlane.cli.ruletext import verdict_word
 from batchlane.evidence import EvidenceError, load_receipt
 from batchlane.receipts import CheckReceipt, GateReceipt, MaterializeReceipt, OutputClosure, RunManifest, parse_receipt
 from batchlane.stores.base import Backend, NotFound
@@ -92,8 +93,11 @@ def closure_table(title: str, closures: dict[str, OutputClosure], extra: dict[st
         info = extra.get(name, {})
         rows, seconds = info.get("rows"), info.get("seconds")
         problem = ", ".join(closure.failing_rules) or short(_without_prefix(closure.error), 160)
+        if closure.warnings and not closure.failing_rules:
+            problem = "; ".join(part for part in (problem, "warn: " + ", ".join(closure.warnings)) if part)
+        verdict = verdict_word(closure.verdict, closure.warnings) if closure.warnings else styled(closure.verdict)
         table.add_row(
-            name, styled(closure.verdict), styled(closure.state), "" if rows is None else f"{rows:,}",
+            name, verdict, styled(closure.state), "" if rows is None else f"{rows:,}",
             str(closure.attempts), "" if seconds is None else f"{seconds:.2f}", problem,
         )
     return table
@@ -110,7 +114,8 @@ def _without_prefix(error: str | None) -> str | None:
 def outputs_json(closures: dict[str, OutputClosure], facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One shape for every output, whatever happened to it: the closure fields plus rows and seconds."""
     return {
-        name: {**closure.model_dump(mode="json"), **facts.get(name, {"rows": None, "seconds": None})}
+        name: {**closure.model_dump(mode="json"), "warnings": closure.warnings,
+               **facts.get(name, {"rows": None, "seconds": None})}
         for name, closure in closures.items()
     }
 

@@ -20,6 +20,7 @@ from batchlane.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    OUTPUTS_HELP,
     add_backend_options,
     err,
     guarded,
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "runs. Exit 0 when every output is certified, 1 otherwise, 2 for usage or spec errors.",
     )
     run.add_argument("spec", help="lane spec YAML, e.g. examples/orders/lane.yaml")
-    run.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs to run (default: all)")
+    run.add_argument("--outputs", type=split_outputs, metavar="A,B",
+                     help=f"outputs to run (default: all): {OUTPUTS_HELP}")
     run.add_argument("--var", type=_variable, action="append", default=[], metavar="NAME=VALUE",
                      help="set a run parameter declared under `vars:` in the spec (repeatable); a transform with a "
                      "`params` argument receives them as a dict; they are part of the memo key and the receipts")
@@ -66,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rerun.add_argument("run_id", metavar="RUN_ID")
     which = rerun.add_mutually_exclusive_group(required=True)
     which.add_argument("--failed", action="store_true", help="every output of the run that is not certified")
-    which.add_argument("--outputs", type=split_outputs, metavar="A,B", help="comma-separated outputs of the run")
+    which.add_argument("--outputs", type=split_outputs, metavar="A,B",
+                       help=f"outputs of the run to rerun, in graph order: {OUTPUTS_HELP}")
     rerun.add_argument("--spec", help="lane spec (default: the one the run was started with)")
     _common(rerun)
     rerun.set_defaults(func=guarded(_rerun))
@@ -93,8 +96,9 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     variables = dict(args.var)
     spec.run_params(variables)  # an undeclared variable is a usage error before any store is created
+    outputs = _selected(spec, args.outputs)  # so is an unknown output
     backend = open_backend(args, create=True)
-    plan = plan_run(backend, spec, outputs=args.outputs, trigger="cli", variables=variables)
+    plan = plan_run(backend, spec, outputs=outputs, trigger="cli", variables=variables)
     return _execute(args, backend, spec, plan, rerun=False)
 
 
@@ -106,7 +110,8 @@ def _rerun(args: argparse.Namespace) -> int:
     run, spec = found
     if spec.digest() != run.spec_digest and not args.json:
         err.print(f"note: the spec changed since run {run.run_id} started; new attempts use the current spec")
-    plan = plan_run(backend, spec, rerun_of=args.run_id, outputs=args.outputs, trigger="rerun")
+    outputs = _selected(spec, args.outputs)
+    plan = plan_run(backend, spec, rerun_of=args.run_id, outputs=outputs, trigger="rerun")
     if not plan.outputs:
         closed = _closed_as_it_stands(backend, run.run_id, run.outputs)
         if closed is not None:
@@ -120,6 +125,15 @@ def _rerun(args: argparse.Namespace) -> int:
         if not args.json:  # settled but never closed (or closed before a repair): closing is the repair
             out.print(f"nothing to rerun in run {run.run_id}; closing it as it stands")
     return _execute(args, backend, spec, plan, rerun=True)
+
+
+def _selected(spec: LaneSpec, selectors: list[str] | None) -> list[str] | None:
+    """`--outputs` expanded over the lane's graph (+X, X+, +X+), in graph order; None for every output."""
+    if not selectors:
+        return None
+    from batchlane.selection import expand_selection
+
+    return expand_selection(spec, selectors)
 
 
 def _closed_as_it_stands(backend: Backend, run_id: str, outputs: tuple[str, ...]) -> RunManifest | None:
@@ -157,7 +171,7 @@ class Progress:
     """A live table on a terminal; otherwise one line when an output starts, one when it ends, and a
     heartbeat line every ``heartbeat`` seconds while it runs (CI logs are never silent for long)."""
 
-    FINAL = frozenset({"certified", "rejected", "failed", "memoized"})
+    FINAL = frozenset({"certified", "rejected", "failed", "memoized", "blocked"})
 
     def __init__(self, plan: RunPlan, *, quiet: bool, terminal: bool | None = None,
                  heartbeat: float = HEARTBEAT_SECONDS, clock: Callable[[], float] = time.monotonic):
@@ -274,7 +288,13 @@ def _report(args: argparse.Namespace, backend: Backend, result: RunResult, *, re
         print_json(document)
         return
     out.print(closure_table(f"run {manifest.run_id} · lane {manifest.lane}", manifest.outputs, facts))
-    if manifest.verdict == "PASS":
+    warned = {name: closure.warnings for name, closure in manifest.outputs.items() if closure.warnings}
+    if manifest.verdict == "PASS" and warned:
+        count = sum(len(rules) for rules in warned.values())
+        out.print(Text.assemble((f"PASS with {count} warning{'s' if count != 1 else ''}: every output certified",
+                                 "yellow"), " (severity warn, not blocking: "
+                                + "; ".join(f"{name}: {', '.join(rules)}" for name, rules in warned.items()) + ")"))
+    elif manifest.verdict == "PASS":
         out.print(Text("PASS: every output certified", style="green"))
     else:
         out.print(Text.assemble(("FAIL: not every output is certified", "red"),

@@ -16,6 +16,14 @@ pk                            sk                          what
 ``EVENT#<event_id>``          ``QUEUED``                  marker: this event id was queued once (dedupe)
 ============================  ==========================  =========================================
 
+Access patterns: every read is a ``GetItem`` or a ``Query`` on one partition key, never a ``Scan``. A step of
+one output (begin, check, decide) reads that output's receipt rows with ``begins_with(sk, "RECEIPT#receipts/
+<run>/<output>/")``, its pointer and its attempt counter: a constant number of calls and items whatever the
+number of outputs in the run (``tests/aws/test_dynamo_access.py`` counts them for 5 and 50 outputs). Only
+run-level work (closing a run, ``lane show``/``verify``) reads the whole ``RUN#<run_id>`` partition. A run's
+rows share one partition key; at 1,000 outputs a run holds about 5,000 small rows (far below the 10 GB item
+collection limit) and each step touches only its own sort-key range.
+
 A pointer swap is one ``TransactWriteItems``: the pointer (conditional on the version read), its
 history row, the listing row and the outbox event, so an event is never lost between "certified"
 and "published": ``unpublished_events`` re-publishes it. Which swaps are allowed (never to an older
@@ -384,12 +392,11 @@ class DynamoLedger:
             raise StoreError(f"cannot index receipt {row.key}: {exc}") from exc
 
     def receipts(self, run_id: str, output: str | None = None) -> list[ReceiptRow]:
-        # receipt keys start with receipts/RUN/OUTPUT/, so one output is a key-prefix query, not a filter
+        """One output's rows: a query on its sort-key range only (receipt keys are receipts/RUN/OUTPUT/...,
+        the trailing slash keeps output ``a`` apart from ``ab``), so what one output step reads does not grow
+        with the other outputs of its run. Without ``output``: the whole run, manifests included."""
         prefix = f"RECEIPT#receipts/{run_id}/" + (f"{output}/" if output is not None else "")
-        rows = [_row_from(item) for item in self._query(f"RUN#{run_id}", begins=prefix)]
-        if output is None:  # manifests live at receipts/RUN/manifest-NNNN.json
-            return rows
-        return [row for row in rows if row.output == output]
+        return [_row_from(item) for item in self._query(f"RUN#{run_id}", begins=prefix)]
 
     # -- certification pointer: the pointer item, its history (one item per version) and a listing row
 

@@ -16,6 +16,7 @@ from batchlane.gate import NotCertified, close_run, decide, repair_run, resolve,
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
 from batchlane.recording import record_crash
+from batchlane.selection import expand_selection
 from batchlane.spec import LaneSpec, SpecError
 from batchlane.warm import lane_backend, lane_spec
 
@@ -81,15 +82,25 @@ def plan(event: dict) -> dict:
     (execution,) = _require(event, "execution")
     selection = _selection(event.get("input"))
     try:
+        outputs = expand_selection(spec, selection["outputs"]) if selection["outputs"] else None  # +X, X+ as on the CLI
         planned = plan_run(backend, spec, run_id=None if selection["rerun_of"] else execution,
-                           trigger=selection["trigger"], outputs=selection["outputs"], rerun_of=selection["rerun_of"],
+                           trigger=selection["trigger"], outputs=outputs, rerun_of=selection["rerun_of"],
                            variables=selection["variables"])
     except (PlanError, SpecError) as exc:
         raise BadRequest(str(exc)) from None
     return {
         "run": {"run_id": planned.run_id, "lane": planned.lane, "trigger": planned.trigger},
-        "work": {"outputs": planned.outputs, "redrives": int(event.get("redrive_count") or 0), "settled": False},
+        "work": _work(spec, planned.outputs, redrives=int(event.get("redrive_count") or 0)),
     }
+
+
+def _work(spec: LaneSpec, outputs: list[str] | tuple[str, ...], *, redrives: int, settled: bool = False) -> dict:
+    """What the state machine runs next: the outputs in topological waves of the product graph, wave 0 first.
+
+    An output is in a later wave than every selected output it reads or references, so each wave's Map runs only
+    outputs whose upstream products are decided (no iteration waits for a sibling)."""
+    waves = spec.waves(list(outputs)) if outputs else []
+    return {"waves": waves, "wave": 0, "wave_count": len(waves), "redrives": redrives, "settled": settled}
 
 
 def begin(event: dict) -> dict:
@@ -153,16 +164,52 @@ def settle(event: dict) -> dict:
     handled = int(event.get("handled_redrives") or 0)
     open_outputs = unsettled(backend, spec, run_id)
     if not open_outputs:
-        return {"outputs": [], "redrives": max(redrive_count, handled), "settled": True}
+        return _work(spec, [], redrives=max(redrive_count, handled), settled=True)
     if redrive_count > handled:  # a console redrive restarted this state: rerun exactly the uncertified outputs
-        ordered = [name for name in spec.topological_order() if name in open_outputs]
-        return {"outputs": ordered, "redrives": redrive_count, "settled": False}
-    names = ", ".join(sorted(open_outputs))
+        return _work(spec, list(open_outputs), redrives=redrive_count)  # blocked ones after what blocked them
+    raise OutputsUncertified(uncertified_message(spec.lane, run_id, open_outputs))
+
+
+# The execution's failure cause (Settle's error message) is cut by Step Functions at 32,768 characters
+# (DescribeExecution `cause`, "Length Constraints: Maximum length of 32768"); stay well inside it so the
+# redrive hint at the end is never the part that is lost, however many outputs fail with however long causes
+# (the cause is the Lambda error document: the message plus the error type and the stack frames).
+MESSAGE_BUDGET = 20_000
+REASON_LIMIT = 300
+
+
+def uncertified_message(lane: str, run_id: str, open_outputs: dict[str, str], budget: int = MESSAGE_BUDGET) -> str:
+    """Names exactly the uncertified outputs with their reasons, whole while they fit in ``budget`` characters;
+    past it, each reason is cut to REASON_LIMIT characters and the names and reasons that still do not fit are
+    counted (`... and N more`)."""
+    hint = (f"Redrive this execution, or start one with {{\"rerun_of\": \"{run_id}\"}}, to rerun only these outputs"
+            f" (all of them: lane status {run_id}).")
+    head = f"run {run_id} of lane {lane}: {len(open_outputs)} output(s) not certified: "
+    room = budget - len(head) - len(hint)
+    names = _within(sorted(open_outputs), ", ", room // 2)
+    room -= len(names)
     details = "; ".join(f"{name}: {reason}" for name, reason in sorted(open_outputs.items()))
-    raise OutputsUncertified(
-        f"run {run_id} of lane {spec.lane}: {len(open_outputs)} output(s) not certified: {names}. {details}. "
-        f"Redrive this execution, or start one with {{\"rerun_of\": \"{run_id}\"}}, to rerun only these outputs."
-    )
+    if len(details) > room:  # too long whole: each reason cut, then as many as fit
+        details = _within([f"{name}: {_cut(reason)}" for name, reason in sorted(open_outputs.items())], "; ", room)
+    return f"{head}{names}. {details}. {hint}"
+
+
+def _cut(reason: str) -> str:
+    return reason if len(reason) <= REASON_LIMIT else reason[:REASON_LIMIT - 15] + " ... (cut)"
+
+
+def _within(items: list[str], separator: str, room: int) -> str:
+    """Items joined while they fit in ``room`` characters, then `... and N more`."""
+    taken: list[str] = []
+    used = 0
+    for index, item in enumerate(items):
+        more = len(items) - index - 1
+        tail = f"{separator}... and {more} more" if more else ""
+        if used + len(separator) * bool(taken) + len(item) + len(tail) > room:
+            return separator.join(taken) + f"{separator if taken else ''}... and {len(items) - index} more"
+        taken.append(item)
+        used += len(separator) * (len(taken) > 1) + len(item)
+    return separator.join(taken)
 
 
 def close(event: dict) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ASL_TEXT = (ROOT / "statemachines" / "lane.asl.json").read_text()
 SUBSTITUTIONS = {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionName", "MaterializeTimeoutSeconds",
-                 "LaneName"}
+                 "LaneName", "CheckJobDefinitionName", "CheckJobTimeoutSeconds"}
 LAMBDA_TRANSIENT = {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "Lambda.AWSLambdaException",
                     "Lambda.SdkClientException"}
 
@@ -33,23 +33,84 @@ def test_only_the_agreed_substitutions_and_jsonpath():
     assert "QueryLanguage" not in ASL_TEXT and "{%" not in ASL_TEXT  # JSONPath, never JSONata
 
 
-def test_flow_plan_map_close_settle():
+def test_flow_plan_waves_close_settle():
     definition = _definition()
     states = definition["States"]
     assert definition["StartAt"] == "Plan"
-    assert states["Plan"]["Next"] == "Outputs" and states["Outputs"]["Type"] == "Map"
-    assert states["Outputs"]["Next"] == "CloseRun" and states["CloseRun"]["Next"] == "Settle"
+    assert states["Plan"]["Next"] == "Waves?" and states["Plan"]["Parameters"]["execution.$"] == "$$.Execution.Name"
+    # the wave loop: another wave? -> pick it -> one Map over its outputs -> count it -> another wave?
+    (more,) = states["Waves?"]["Choices"]
+    assert more == {"Variable": "$.work.wave", "NumericLessThanPath": "$.work.wave_count", "Next": "SelectWave"}
+    assert states["Waves?"]["Default"] == "CloseRun"
+    select = states["SelectWave"]
+    assert select["Type"] == "Pass" and select["ResultPath"] == "$.wave" and select["Next"] == "Outputs"
+    assert select["Parameters"] == {"outputs.$": "States.ArrayGetItem($.work.waves, $.work.wave)",
+                                    "next.$": "States.MathAdd($.work.wave, 1)"}
+    assert states["Outputs"]["Type"] == "Map" and states["Outputs"]["ItemsPath"] == "$.wave.outputs"
     assert states["Outputs"]["ItemSelector"]["output.$"] == "$$.Map.Item.Value"
-    assert states["Plan"]["Parameters"]["execution.$"] == "$$.Execution.Name"
+    assert states["Outputs"]["Next"] == "NextWave"
+    # a Map that fails as a whole (not an iteration: those catch their own errors) still closes and settles the run
+    assert states["Outputs"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.wave.failure",
+                                           "Next": "CloseRun"}]
+    next_wave = states["NextWave"]
+    assert (next_wave["Type"], next_wave["InputPath"], next_wave["ResultPath"], next_wave["Next"]) == (
+        "Pass", "$.wave.next", "$.work.wave", "Waves?")
+    assert states["CloseRun"]["Next"] == "Settle"
     assert states["Settle"]["Parameters"]["redrive_count.$"] == "$$.Execution.RedriveCount"
-    # a redriven Settle loops back to the map with the outputs it hands back
-    assert {choice["Next"] for choice in states["Settled?"]["Choices"]} | {states["Settled?"]["Default"]} == {"Done", "Outputs"}
+    assert states["Settle"]["ResultPath"] == "$.work"   # a redriven Settle hands back new waves, wave 0 next
+    # a redriven Settle loops back to the wave loop with the outputs it hands back
+    assert {choice["Next"] for choice in states["Settled?"]["Choices"]} | {states["Settled?"]["Default"]} == {"Done", "Waves?"}
+
+
+def _reachable(states: dict[str, dict], start: str) -> list[str]:
+    seen, todo = [], [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.append(name)
+        state = states[name]
+        todo += [state["Next"]] if "Next" in state else []
+        todo += [choice["Next"] for choice in state.get("Choices", [])] + ([state["Default"]] if "Default" in state else [])
+        todo += [catch["Next"] for catch in state.get("Catch", [])]
+    return seen
+
+
+def test_memoized_and_blocked_outputs_end_without_a_job_or_a_check():
+    iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
+    routes = {choice["StringEquals"]: choice["Next"] for choice in iteration["ToRun?"]["Choices"]}
+    assert routes == {"memoized": "Memoized", "blocked": "Blocked", "failed": "Decide"}
+    assert iteration["ToRun?"]["Default"] == "Materialize"
+    for action in ("memoized", "blocked"):
+        assert _reachable(iteration, routes[action]) == [routes[action]], action
+        assert iteration[routes[action]]["Type"] == "Pass" and iteration[routes[action]]["End"] is True
+    # a failed begin (inputs unreadable) is decided (rejected) without a job
+    assert "Materialize" not in _reachable(iteration, routes["failed"])
+
+
+def test_no_output_waits_for_another():
+    """References and product inputs are decided by the wave order: nothing retries a pending dependency."""
+    assert "DependencyPending" not in ASL_TEXT
+    for name, state in _states(_definition()).items():
+        for retrier in state.get("Retry", []):
+            assert retrier["MaxAttempts"] <= 6, name
+
+
+def test_iterations_end_with_their_output_name_only():
+    """A Map collects every iteration's output into one state (256 KiB), even with ResultPath null: each ending
+    state passes on the output name only, never the state with failure causes."""
+    iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
+    endings = [name for name, state in iteration.items() if state.get("End")]
+    assert sorted(endings) == ["Blocked", "Decide", "Memoized", "RecordCheckFailure", "RecordCheckJobFailure", "Unsettled"]
+    for name in endings:
+        assert iteration[name]["OutputPath"] == "$.output", name
 
 
 def test_iterations_catch_everything_and_never_fail():
     iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
     assert not [name for name, state in iteration.items() if state["Type"] == "Fail"]
-    for name in ("Begin", "Materialize", "RecordCrash", "Check", "Decide", "RecordCheckFailure"):
+    for name in ("Begin", "Materialize", "RecordCrash", "Check", "CheckJob", "Decide", "RecordCheckFailure",
+                 "RecordCheckJobFailure"):
         assert any("States.ALL" in catch["ErrorEquals"] for catch in iteration[name]["Catch"]), name
     job = iteration["Materialize"]
     assert job["Resource"] == "arn:aws:states:::batch:submitJob.sync"
@@ -66,13 +127,11 @@ def test_retries_only_transient_errors():
         if state["Type"] == "Task" and "lambda" in state["Resource"]:
             retried = {error for retrier in state.get("Retry", []) for error in retrier["ErrorEquals"]}
             assert LAMBDA_TRANSIENT <= retried, name
-    check = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]["Check"]
-    assert check["Retry"][0]["ErrorEquals"] == ["DependencyPending"]
 
 
 def test_state_carries_references_not_receipts():
     check = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]["Check"]
-    assert set(check["ResultSelector"]) == {"verdict.$", "receipt.$"}
+    assert set(check["ResultSelector"]) == {"route.$", "verdict.$", "receipt.$"}
     assert _definition()["States"]["Outputs"]["ResultPath"] is None
 
 

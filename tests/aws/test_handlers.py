@@ -48,3 +48,26 @@ def test_unknown_action_and_missing_fields(monkeypatch):
     monkeypatch.delenv("LANE_SPEC")
     with pytest.raises(gate.BadRequest, match="LANE_SPEC"):
         GATE_HANDLER({"action": "begin", "run_id": "r"})
+
+
+def test_plan_expands_graph_selectors_like_the_cli(monkeypatch):
+    """{"outputs": ["+daily_revenue"]} from the console selects it and its upstream, in graph order."""
+    from conftest import EXAMPLE
+
+    from batchlane.plan import RunPlan
+    from batchlane.spec import load_spec
+
+    spec = load_spec(EXAMPLE / "lane.yaml")
+    seen = {}
+
+    def fake_plan_run(backend, spec_, **kwargs):
+        seen.update(kwargs)
+        return RunPlan(run_id="r1", lane=spec_.lane, outputs=kwargs["outputs"], trigger=kwargs["trigger"])
+
+    monkeypatch.setattr(gate, "_context", lambda: (None, spec))
+    monkeypatch.setattr(gate, "plan_run", fake_plan_run)
+    result = gate.plan({"execution": "r1", "input": {"outputs": ["+daily_revenue"]}})
+    assert seen["outputs"] == ["customers_clean", "orders_clean", "order_payments", "daily_revenue"]
+    assert result["work"]["waves"] == [["customers_clean", "order_payments"], ["orders_clean"], ["daily_revenue"]]
+    with pytest.raises(gate.BadRequest, match="did you mean 'daily_revenue'"):
+        gate.plan({"execution": "r2", "input": {"outputs": ["daily_revenu+"]}})

@@ -114,7 +114,8 @@ def example(moto_endpoint, synth, tmp_path_factory) -> Iterator[ProofRun]:
         # fix the code, "cdk deploy" (a new job-definition revision of the same name), then rerun
         transforms.write_text((ROOT / "examples/orders/transforms.py").read_text() + "\n# fixed: no exit\n")
         register_job_definition(lane.job_definition_name, lane.env, {"LANE_DEPLOYED_REVISION": "2"})
-        with acting_as("operator"):
+        # the rerun's product counts as big (check function budget 1 byte): the Batch check job checks it
+        with acting_as("operator"), patched_env({"LANE_CHECK_LAMBDA_MAX_BYTES": "1"}):
             outcomes["rerun"] = lane.run({"rerun_of": "iam-fail"}, name="iam-rerun")
             lane.history(outcomes["rerun"]["executionArn"])
             outcomes["status"] = _cli("status", "--backend", "aws", "--json")
@@ -147,7 +148,10 @@ def test_the_scenarios_did_what_they_say(example):
     # fraud-stream follows orders_clean and order_payments: it read certified versions through resolve
     assert {output for output, rows in outcomes["consumer"] if rows > 0} == {"orders_clean", "order_payments"}
     principals = {call["principal"] for call in example.calls}
-    assert {"job", "check", "gate", "resolve", "state-machine", "operator", "consumer:fraud-stream"} <= principals
+    assert {"job", "check", "check-job", "gate", "resolve", "state-machine", "operator",
+            "consumer:fraud-stream"} <= principals
+    (check_job,) = [job for job in outcomes["jobs"] if "/functions/check/job.py" in " ".join(job["command"])]
+    assert check_job["exit_code"] == 0 and check_job["command"][-1] == "3"     # iam-fail's attempt 3
 
 
 def test_jobs_are_submitted_by_name_so_a_deploy_before_the_rerun_runs_the_new_revision(example):
@@ -161,7 +165,8 @@ def test_jobs_are_submitted_by_name_so_a_deploy_before_the_rerun_runs_the_new_re
     assert len(rerun) == 1 and rerun[0]["environment"].get("LANE_DEPLOYED_REVISION") == "2"
     assert rerun[0]["exit_code"] == 0
     submits = [call for call in example.calls if call["operation"] == "SubmitJob"]
-    assert submits and {call["params"]["jobDefinition"] for call in submits} == {"Batchlane-orders-materialize"}
+    assert submits and {call["params"]["jobDefinition"] for call in submits} == {
+        "Batchlane-orders-materialize", "Batchlane-orders-check"}
 
 
 def test_every_recorded_call_is_allowed_by_the_synthesized_policies(example):
@@ -188,8 +193,20 @@ def test_job_calls_stay_in_staging_and_lookups(example):
                                        "s3:AbortMultipartUpload", "dynamodb:GetItem", "dynamodb:Query"}
 
 
+def test_check_job_writes_only_receipts_and_the_ledger(example):
+    """The Batch check job (trusted) records and checks: it writes receipts/, never staging/, and no event."""
+    checker = [r for r in example.requests() if r.principal == "check-job"]
+    writes = [r for r in checker if r.action == "s3:PutObject"]
+    assert writes and all(r.resource.startswith(f"arn:aws:s3:::{BUCKET}/receipts/iam-fail/") for r in writes)
+    assert {r.action for r in checker} <= {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject",
+                                           "dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
+                                           "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"}
+
+
 @pytest.mark.parametrize("principal, sid", [
     ("job", "WriteLaneObjects"),
+    ("check-job", "WriteLaneObjects"),
+    ("check-job", "LedgerWrite"),
     ("check", "LedgerWrite"),
     ("gate", "PublishLaneEvents"),
     ("gate", "WriteLaneObjects"),

@@ -24,7 +24,9 @@ def test_smoke_script_runs_fails_reruns_and_reads_against_moto():
     steps = [line for line in out.splitlines() if line.startswith("== ")]
     assert [line.split(" ", 2)[1] for line in steps[1:5]] == ["1.", "2.", "3.", "4."]
     assert '{"status": "SUCCEEDED"}' in out
-    assert '"status": "FAILED", "error": "OutputsUncertified"' in out and "not certified: order_payments" in out
+    assert '"status": "FAILED", "error": "OutputsUncertified"' in out
+    # order_payments rejected; daily_revenue (reads it as a product) blocked
+    assert "not certified: daily_revenue, order_payments" in out
     assert "read orders_clean: 2000 certified rows" in out and "read order_payments:" in out
     assert out.rstrip().endswith("== smoke OK")
 

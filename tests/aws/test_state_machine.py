@@ -18,7 +18,7 @@ from support.lane_aws import CHECK_HANDLER, GATE_HANDLER, ROOT, copy_example, de
 
 pytestmark = pytest.mark.xdist_group("moto_server")
 
-OUTPUTS = ["customers_clean", "order_payments", "orders_clean"]
+OUTPUTS = ["customers_clean", "daily_revenue", "order_payments", "orders_clean"]
 
 
 def _backend():
@@ -88,11 +88,15 @@ def test_contract_failure_rejects_one_output_and_a_rerun_certifies_only_it(moto_
         assert result["status"] == "FAILED"
         assert result["error"] == "OutputsUncertified"
         message = _message(result)
-        assert "1 output(s) not certified: order_payments. order_payments: rejected: failing rules: " in message
+        assert "2 output(s) not certified: daily_revenue, order_payments. " in message
+        assert "order_payments: rejected: failing rules: " in message
+        assert "daily_revenue: blocked: " in message and "upstream order_payments was rejected" in message
         assert "customers_clean" not in message and "orders_clean" not in message
 
         backend = _backend()
         assert backend.ledger.current("orders", "order_payments") is None  # no certification
+        assert backend.ledger.current("orders", "daily_revenue") is None     # blocked: never built
+        assert not [job for job in lane.calls["batch"] if "daily_revenue" in job["command"]]
         for name in ("customers_clean", "orders_clean"):  # siblings still certified
             assert backend.ledger.current("orders", name).run_id == "run-fail"
         manifest = json.loads(backend.store.get("receipts/run-fail/manifest-0001.json"))  # closed before settle
@@ -101,31 +105,38 @@ def test_contract_failure_rejects_one_output_and_a_rerun_certifies_only_it(moto_
         events = _unique_events(drain_queue(lane.queue_url))
         assert ("DataProductRejected", "order_payments") in events
         assert ("DataProductCertified", "order_payments") not in events
+        assert ("DataProductBlocked", "daily_revenue") in events
 
+        rerun_outputs = ("/order_payments/", "/daily_revenue/")
         before = {key: data for key, data in lane.objects("receipts/run-fail/").items()
-                  if "/order_payments/" not in key and "manifest" not in key}
-        staged_before = {k: v for k, v in lane.objects("staging/run-fail/").items() if "/order_payments/" not in k}
+                  if not any(part in key for part in rerun_outputs) and "manifest" not in key}
+        staged_before = {k: v for k, v in lane.objects("staging/run-fail/").items()
+                         if not any(part in k for part in rerun_outputs)}
 
         # fix the data, then a targeted rerun execution of the same run
         (spec.parent / "data" / "payments.jsonl").write_text(
             (ROOT / "examples/orders/data/payments.jsonl").read_text())
         rerun = lane.run({"rerun_of": "run-fail"}, name="rerun-1")
         assert rerun["status"] == "SUCCEEDED", rerun.get("cause")
-        pointer = backend.ledger.current("orders", "order_payments")
-        assert pointer is not None and (pointer.run_id, pointer.attempt) == ("run-fail", 2)
+        for name in ("order_payments", "daily_revenue"):   # the rejected output, then the one it blocked
+            pointer = backend.ledger.current("orders", name)
+            assert pointer is not None and (pointer.run_id, pointer.attempt) == ("run-fail", 2), name
         after = {key: data for key, data in lane.objects("receipts/run-fail/").items()
-                 if "/order_payments/" not in key and "manifest" not in key}
+                 if not any(part in key for part in rerun_outputs) and "manifest" not in key}
         assert after == before  # certified receipts byte-identical, no new ones
-        assert {k: v for k, v in lane.objects("staging/run-fail/").items() if "/order_payments/" not in k} == staged_before
+        assert {k: v for k, v in lane.objects("staging/run-fail/").items()
+                if not any(part in k for part in rerun_outputs)} == staged_before
         rerun_jobs = [job for job in lane.calls["batch"] if "rerun" in " ".join(job["command"])]
-        assert [job["command"][job["command"].index("--output") + 1] for job in rerun_jobs] == ["order_payments"]
+        assert [job["command"][job["command"].index("--output") + 1] for job in rerun_jobs] == [
+            "order_payments", "daily_revenue"]
         manifest = json.loads(backend.store.get("receipts/run-fail/manifest-0002.json"))
         assert manifest["verdict"] == "PASS" and manifest["sequence"] == 2
         from batchlane.verify import verify_run
 
         report = verify_run(backend, "run-fail")
         assert report.ok, report.problems
-        assert _unique_events(drain_queue(lane.queue_url)) == [("DataProductCertified", "order_payments"), ("RunClosed", None)]
+        assert _unique_events(drain_queue(lane.queue_url)) == [
+            ("DataProductCertified", "daily_revenue"), ("DataProductCertified", "order_payments"), ("RunClosed", None)]
 
 
 def test_materializer_crash_is_recorded_rejected_and_redriven(moto_endpoint, tmp_path):
@@ -162,7 +173,7 @@ def test_materializer_crash_is_recorded_rejected_and_redriven(moto_endpoint, tmp
         transforms.write_text((ROOT / "examples/orders/transforms.py").read_text())
         # console redrive: Settle restarts with RedriveCount 1 and hands back only the uncertified outputs
         work = GATE_HANDLER({"action": "settle", "run_id": "run-crash", "redrive_count": 1, "handled_redrives": 0})
-        assert work == {"outputs": ["order_payments"], "redrives": 1, "settled": False}
+        assert work == {"waves": [["order_payments"]], "wave": 0, "wave_count": 1, "redrives": 1, "settled": False}
         # ... the Outputs map then runs one iteration: Begin -> job -> Check -> Decide
         start = GATE_HANDLER({"action": "begin", "run_id": "run-crash", "output": "order_payments", "trigger": "console"})
         assert start["attempt"] == 2 and start["action"] == "materialize"

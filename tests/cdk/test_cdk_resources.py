@@ -46,7 +46,7 @@ def test_no_fixed_physical_names_so_two_copies_of_a_lane_coexist(synth):
     # the two names that are set derive from the stack name: distinct per copy
     buses = [one(synth.template(which), "AWS::Events::EventBus")[1]["Properties"]["Name"] for which in ("default", "copy")]
     assert buses[0] != buses[1]
-    definitions = [one(synth.template(which), "AWS::Batch::JobDefinition")[1]["Properties"]["JobDefinitionName"]
+    definitions = [_materialize_job(synth.template(which))[1]["Properties"]["JobDefinitionName"]
                    for which in ("default", "copy")]
     assert definitions == ["Batchlane-orders-materialize", "Batchlane-orders-copy-materialize"]
 
@@ -188,9 +188,16 @@ def _image_asset(synth, which: str = "default") -> dict:
     return image
 
 
+def _materialize_job(template: dict) -> tuple[str, dict]:
+    """The materializer's job definition (the check job's is tested in tests/cdk/test_cdk_check_job.py)."""
+    (found,) = [(name, body) for name, body in resources(template, "AWS::Batch::JobDefinition").items()
+                if "MaterializeJob" in name]
+    return found
+
+
 def test_job_definition_runs_the_runtime_image_with_a_job_role(synth):
     template = synth.template("default")
-    _, job = one(template, "AWS::Batch::JobDefinition")
+    _, job = _materialize_job(template)
     props = job["Properties"]
     container = props["ContainerProperties"]
     assert props["PlatformCapabilities"] == ["FARGATE"]
@@ -220,7 +227,7 @@ def test_job_definition_runs_the_runtime_image_with_a_job_role(synth):
 def test_one_runtime_image_for_batch_and_the_functions(synth):
     """Container-image Lambdas of the same image the job runs: no layer, no per-region layer map."""
     template = synth.template("default")
-    _, job = one(template, "AWS::Batch::JobDefinition")
+    _, job = _materialize_job(template)
     job_image = json.dumps(job["Properties"]["ContainerProperties"]["Image"])
     functions = resources(template, "AWS::Lambda::Function")
     assert len(functions) == 3
@@ -282,12 +289,12 @@ def test_state_machine_is_standard_inline_logged_traced(synth, default):
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
     subs = props["DefinitionSubstitutions"]
     assert set(subs) == {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionName",
-                         "MaterializeTimeoutSeconds", "LaneName"}
+                         "MaterializeTimeoutSeconds", "LaneName", "CheckJobDefinitionName", "CheckJobTimeoutSeconds"}
     assert "GateFunction" in subs["GateFunctionArn"]["Fn::GetAtt"][0]
     assert "CheckFunction" in subs["CheckFunctionArn"]["Fn::GetAtt"][0]
     assert "JobQueue" in subs["JobQueueArn"]["Fn::GetAtt"][0]
     # by name, never a pinned revision: a redrive after `cdk deploy` runs the current image
-    _, job = one(template, "AWS::Batch::JobDefinition")
+    _, job = _materialize_job(template)
     assert subs["JobDefinitionName"] == job["Properties"]["JobDefinitionName"]
     # RUNNABLE limit (30 min) + job timeout (60 min) + 10 min to start
     assert subs["MaterializeTimeoutSeconds"] == str(30 * 60 + 60 * 60 + 600)

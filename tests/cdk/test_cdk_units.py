@@ -23,7 +23,8 @@ def test_real_asl_needs_lambda_and_batch_sync_only():
 
     usage = read_asl(REPO / "statemachines" / "lane.asl.json")
     assert usage.substitutions == {"GateFunctionArn", "CheckFunctionArn", "JobQueueArn", "JobDefinitionName",
-                                   "MaterializeTimeoutSeconds", "LaneName"}
+                                   "MaterializeTimeoutSeconds", "LaneName", "CheckJobDefinitionName",
+                                   "CheckJobTimeoutSeconds"}
     assert usage.lambda_function_substitutions == {"GateFunctionArn", "CheckFunctionArn"}
     assert usage.integrations == {"batch:submitJob.sync"}
     assert usage.batch_sync and not usage.put_events and not usage.distributed_map and not usage.batch_tags

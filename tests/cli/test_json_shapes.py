@@ -45,7 +45,7 @@ def assert_same_shape(doc: Any, actual: Any, path: str = "$", key: str | None = 
 
 def test_every_documented_shape_is_tested():
     assert set(documented()) == {"run", "rerun", "status", "status-run", "show", "verify", "catalog", "validate",
-                                 "events", "repair"}
+                                 "events", "repair", "lineage"}  # lineage: tests/cli/test_lineage.py
 
 
 def test_run_and_audit_commands_match_the_documented_shapes(lane_dir, lane, lane_json):

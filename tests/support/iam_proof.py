@@ -38,6 +38,7 @@ UNRESOLVED = "unresolved:"
 # principal (as recorded) -> (kind, construct id inside the template's logical ids)
 COMPONENTS = {
     "job": ("role", "ComputeJobRole"),
+    "check-job": ("role", "ComputeBatchCheckRole"),      # the Batch check job for big products
     "check": ("role", "FunctionsCheckFunctionRole"),
     "gate": ("role", "FunctionsGateFunctionRole"),
     "resolve": ("role", "FunctionsResolveFunctionRole"),

@@ -112,6 +112,7 @@ class LaneDeployment:
     env: dict[str, str]
     calls: dict[str, list] = field(default_factory=dict)
     job_definition_name: str = "lane-materialize"
+    check_job_definition_name: str = "lane-check-job"
     consumer_queues: dict[str, str] = field(default_factory=dict)    # consumer construct id -> queue URL
 
     def client(self, service: str) -> Any:
@@ -171,6 +172,8 @@ def _zip() -> bytes:
 FUNCTIONS = {"gate": "lane-gate", "check": "lane-check", "resolve": "lane-resolve"}
 JOB_QUEUE = "lane-queue"
 DEFAULT_JOB_DEFINITION = "lane-materialize"
+DEFAULT_CHECK_JOB_DEFINITION = "lane-check-job"
+CHECK_JOB_PRINCIPAL = "check-job"     # call_recording principal of the check job's subprocess (IAM proof)
 
 
 def _resolve_only(event: dict, context: Any = None) -> Any:
@@ -185,7 +188,8 @@ def _resolve_only(event: dict, context: Any = None) -> Any:
 def _template_substitutions(template: dict | None) -> dict[str, str]:
     """Plain-string substitutions of the synthesized state machine (job definition name, timeouts)."""
     if template is None:
-        return {"JobDefinitionName": DEFAULT_JOB_DEFINITION, "MaterializeTimeoutSeconds": "6000"}
+        return {"JobDefinitionName": DEFAULT_JOB_DEFINITION, "MaterializeTimeoutSeconds": "6000",
+                "CheckJobDefinitionName": DEFAULT_CHECK_JOB_DEFINITION, "CheckJobTimeoutSeconds": "6000"}
     (machine,) = [body for body in template["Resources"].values() if body["Type"] == "AWS::StepFunctions::StateMachine"]
     return {key: value for key, value in machine["Properties"]["DefinitionSubstitutions"].items()
             if isinstance(value, str)}
@@ -200,7 +204,8 @@ def consumer_rules(template: dict) -> dict[str, dict]:
     return found
 
 
-def deploy(endpoint: str, spec_path: Path, template: dict | None = None) -> LaneDeployment:
+def deploy(endpoint: str, spec_path: Path, template: dict | None = None,
+           env_overrides: dict[str, str] | None = None) -> LaneDeployment:
     """Bucket, ledger table, bus + consumer queue(s), three Lambdas, Batch queue + job definition, the state machine.
 
     With ``template`` (a synthesized lane stack), the job definition name, the state machine's substitutions and
@@ -214,7 +219,7 @@ def deploy(endpoint: str, spec_path: Path, template: dict | None = None) -> Lane
     for consumer, pattern in (consumer_rules(template) if template else {}).items():
         consumer_queues[consumer] = subscribe_queue(BUS, f"consumer-{consumer}", pattern)
     env = {"LANE_BACKEND": "aws", "LANE_BUCKET": BUCKET, "LANE_TABLE": TABLE, "LANE_EVENT_BUS": BUS,
-           "LANE_SPEC": str(spec_path)}
+           "LANE_SPEC": str(spec_path), **(env_overrides or {})}
 
     lambda_role = _role("lane-lambda", "lambda.amazonaws.com")
     awslambda = boto3.client("lambda", region_name=REGION)
@@ -235,6 +240,7 @@ def deploy(endpoint: str, spec_path: Path, template: dict | None = None) -> Lane
     queue = batch.create_job_queue(jobQueueName=JOB_QUEUE, state="ENABLED", priority=1,
                                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}])
     register_job_definition(substitutions["JobDefinitionName"], env)
+    register_check_job_definition(substitutions["CheckJobDefinitionName"], env)
 
     sfn_role = _role("lane-states", "states.amazonaws.com")
     definition_text = fill_asl(ASL_PATH.read_text(), {
@@ -246,7 +252,8 @@ def deploy(endpoint: str, spec_path: Path, template: dict | None = None) -> Lane
         name=f"{lane}-lane", definition=definition_text, roleArn=sfn_role, type="STANDARD")
     return LaneDeployment(endpoint=endpoint, spec_path=spec_path, lane=lane,
                           state_machine_arn=machine["stateMachineArn"], queue_url=queue_url, env=env,
-                          job_definition_name=substitutions["JobDefinitionName"], consumer_queues=consumer_queues)
+                          job_definition_name=substitutions["JobDefinitionName"], consumer_queues=consumer_queues,
+                          check_job_definition_name=substitutions["CheckJobDefinitionName"])
 
 
 def register_job_definition(name: str, env: dict[str, str], extra_env: dict[str, str] | None = None) -> str:
@@ -263,19 +270,37 @@ def register_job_definition(name: str, env: dict[str, str], extra_env: dict[str,
     )["jobDefinitionArn"]
 
 
+def register_check_job_definition(name: str, env: dict[str, str], extra_env: dict[str, str] | None = None) -> str:
+    """The check job definition (same image, the trusted check entry); its subprocess records its AWS calls as
+    principal ``check-job`` (the materializer's are ``job``), so the IAM proof evaluates them against its role."""
+    return boto3.client("batch", region_name=REGION).register_job_definition(
+        jobDefinitionName=name, type="container",
+        containerProperties={
+            "image": "batchlane-runtime:latest",
+            "command": ["python", "/app/functions/check/job.py", "--help"],
+            "environment": [{"name": key, "value": value}
+                            for key, value in {**env, "LANE_CALL_PRINCIPAL": CHECK_JOB_PRINCIPAL,
+                                               **(extra_env or {})}.items()],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "4096"}],
+        },
+        timeout={"attemptDurationSeconds": 600},
+    )["jobDefinitionArn"]
+
+
 @contextmanager
 def deployed_lane(endpoint: str, spec_path: Path, *, template: dict | None = None,
                   record_dir: Path | None = None, job_deny: set[tuple[str, str]] | None = None,
-                  ) -> Iterator[LaneDeployment]:
+                  env_overrides: dict[str, str] | None = None) -> Iterator[LaneDeployment]:
     """Fresh moto state, the lane deployed, every patch active, LANE_* set as in the functions.
 
     With ``record_dir``, the Batch job subprocesses record their AWS calls there as principal ``job``
     (tests/support/call_recording.py); in-process calls are attributed to gate/check/resolve/state-machine.
-    ``job_deny``: (IAM action, resource) pairs the job's calls are refused with AccessDenied."""
+    ``job_deny``: (IAM action, resource) pairs the job's calls are refused with AccessDenied.
+    ``env_overrides``: extra LANE_* settings of the functions and jobs (e.g. LANE_CHECK_LAMBDA_MAX_BYTES)."""
     from support.call_recording import install, subprocess_env
 
     reset_server(endpoint)
-    deployment = deploy(endpoint, spec_path, template)
+    deployment = deploy(endpoint, spec_path, template, env_overrides)
     job_env = {"PYTHONPATH": str(ROOT), "AWS_ENDPOINT_URL": endpoint, **DUMMY_ENV}
     if record_dir is not None:
         install()

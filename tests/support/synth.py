@@ -4,7 +4,8 @@ Four lane stacks in one app, all under cdk-nag AwsSolutions:
   * `default`: the shipped example lane exactly as `make synth` builds it (examples/orders/lane.yaml,
     statemachines/lane.asl.json, image/Dockerfile), plus a schedule.
   * `options`: a fixture lane with s3:// inputs (and a KMS key for them), an imported VPC, Object Lock,
-    a consumer principal, an alarm topic, a custom DataLanded pattern and Glue publication to a named database.
+    a consumer principal, an alarm topic, a custom DataLanded pattern, Glue publication to a named database
+    and the Distributed Map (map_mode=distributed).
   * `copy`: the example lane again under another stack name, with no NAT gateway: two copies of one lane
     side by side in one app (and so in one region), and the VPC endpoints a NAT-less VPC needs; Glue
     publication on (`glue_database=auto`).
@@ -45,6 +46,7 @@ OPTIONS_CONTEXT = {
     "landed_event_pattern": json.dumps({"source": ["upstream.ingest"], "detail-type": ["FilesLanded"]}),
     "input_kms_key_arns": OPTIONS_KMS_KEY,
     "glue_database": OPTIONS_GLUE_DATABASE,
+    "map_mode": "distributed",            # one Distributed Map per wave (child executions), as lanes > 400 outputs get
 }
 # The copy publishes to Glue (database batchlane_orders); the IAM proof's Glue scenario runs against it.
 COPY_CONTEXT = {"stack_name": "Batchlane-orders-copy", "nat_gateways": 0, "glue_database": "auto"}
