@@ -132,17 +132,20 @@ def _upstreams_available(backend: Backend, spec: LaneSpec, selected: list[str], 
     its outputs could only fail or be blocked. PlanError names the upstream and suggests ``+OUTPUT``."""
     chosen = set(selected)
     for name in selected:
+        reads = {source.product for source in spec.outputs[name].product_inputs().values()
+                 if source.lane in (None, spec.lane)}
         for upstream in sorted(spec.upstream(name) - chosen):
+            verb = "reads" if upstream in reads else "references"
             if run_id is not None and upstream in run_outputs:
                 closure = run_closures(backend, run_id, [upstream])[upstream]
                 if closure.state not in SETTLED:
-                    raise PlanError(f"{name} reads {upstream}, which is {closure.state} in run {run_id} and not "
+                    raise PlanError(f"{name} {verb} {upstream}, which is {closure.state} in run {run_id} and not "
                                     f"selected: select +{name} (or add {upstream}) to rerun it first")
                 continue
             pointer = backend.ledger.current(spec.lane, upstream)
             if pointer is None or pointer.revoked:
                 state = "has no certification" if pointer is None else "had its certification revoked"
-                raise PlanError(f"{name} reads {upstream}, which {state} and is not selected: "
+                raise PlanError(f"{name} {verb} {upstream}, which {state} and is not selected: "
                                 f"select +{name} to build {upstream} first (or add {upstream})")
 
 

@@ -299,3 +299,13 @@ def test_graph_api_waves_and_closures(chain):
     assert spec.waves(["top", "mid", "base"]) == [["base"], ["mid"], ["top"]]
     assert spec.waves(["top", "base"]) == [["base", "top"]]  # mid is not selected: top waits for nothing of it
     assert spec.waves([]) == []
+
+
+def test_selection_refusal_says_whether_the_upstream_is_read_or_referenced(chain, lane):
+    spec = chain / "lane.yaml"
+    spec.write_text(spec.read_text().replace("    inputs: {mid: {product: mid}, raw: data/raw.csv}",
+                                             "    inputs: {raw: data/raw.csv}").replace(
+        "        total: {type: int64, min: 0}", "        total: {type: int64, min: 0, references: mid.double}"))
+    code, out, err = lane("run", spec, "--outputs", "top")
+    assert code == 2
+    assert "top references mid, which has no certification and is not selected" in err
