@@ -132,8 +132,7 @@ def _upstreams_available(backend: Backend, spec: LaneSpec, selected: list[str], 
     its outputs could only fail or be blocked. PlanError names the upstream and suggests ``+OUTPUT``."""
     chosen = set(selected)
     for name in selected:
-        reads = {source.product for source in spec.outputs[name].product_inputs().values()
-                 if source.lane in (None, spec.lane)}
+        reads = spec.outputs[name].products_read(spec.lane)
         for upstream in sorted(spec.upstream(name) - chosen):
             verb = "reads" if upstream in reads else "references"
             if run_id is not None and upstream in run_outputs:

@@ -43,8 +43,7 @@ def preview(spec: LaneSpec, backend: Backend | None, outputs: list[str] | None =
     for name in spec.topological_order():
         if name not in chosen:
             continue
-        reads = {source.product for source in spec.outputs[name].product_inputs().values()
-                 if source.lane in (None, spec.lane)}
+        reads = spec.outputs[name].products_read(spec.lane)
         upstream_runs = [dep for dep in sorted(reads) if dep in results and results[dep].action == "run"]
         item = _one(spec, backend, name, upstream_runs)
         for dependency in sorted(spec.upstream(name)):

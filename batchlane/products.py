@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchlane.inputs import InputError
-from batchlane.reading import NotCertified, ResolvedProduct, bound_certification, resolve
-from batchlane.receipts import FileDigest, InputDigest, PinnedProduct, product_key
+from batchlane.reading import NotCertified, ResolvedProduct, bound_certification, read_proven, resolve
+from batchlane.receipts import FileDigest, InputDigest, PinnedProduct
 from batchlane.spec import LaneSpec
-from batchlane.stores.base import Backend, NotFound, ObjectStore, StoreError
+from batchlane.stores.base import Backend, ObjectStore
 
 if TYPE_CHECKING:  # data libraries load in the job and the checker only
     import pandas as pd
@@ -83,45 +83,15 @@ def run_blockers(backend: Backend, spec: LaneSpec, run_id: str, run_outputs: Ite
 # ----------------------------------------------------------------------------- reading pinned bytes
 
 
-def _copy_proven(store: ObjectStore, where: str, proof: FileDigest, target: Path) -> None:
-    """Copy one certified file, hashing while copying; InputError unless the bytes are the proof's."""
-    try:
-        key = product_key(proof.uri)
-        actual = store.fetch(key, target)
-    except ValueError as exc:
-        raise InputError(f"{where}: {exc}") from None
-    except NotFound:
-        raise InputError(f"{where}: certified file {proof.uri} is missing") from None
-    except (StoreError, OSError) as exc:
-        raise InputError(f"{where}: certified file {proof.uri} cannot be read: {exc}") from None
-    if (actual.sha256, actual.size) != (proof.sha256, proof.size):
-        raise InputError(f"{where}: {key} changed since certification "
-                         f"(sha256 {actual.sha256[:12]}… != certified {proof.sha256[:12]}…): not read")
-
-
-def _read_proven(store: ObjectStore, where: str, files: list[FileDigest], workdir: Path,
-                 columns: list[str] | None = None) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for index, proof in enumerate(files):
-        local = workdir / f"{index:06d}.parquet"
-        _copy_proven(store, where, proof, local)
-        tables.append(pq.read_table(local, columns=columns))
-        local.unlink(missing_ok=True)
-    if not tables:
-        raise InputError(f"{where}: the certification proves no file")
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-
-
 def read_product_inputs(store: ObjectStore, inputs: list[InputDigest], workdir: Path
                         ) -> tuple[dict[str, pd.DataFrame], list[InputDigest]]:
     """The job's side: read each pinned product input, verifying every byte against the pinned proof."""
     frames, read = {}, []
     for group in inputs:
-        where = f"product input {group.name!r} ({group.pattern})"
-        table = _read_proven(store, where, group.files, workdir)
+        try:
+            table = read_proven(store, f"product input {group.name!r} ({group.pattern})", group.files, workdir)
+        except NotCertified as exc:
+            raise InputError(f"{exc}: not read") from None
         frames[group.name] = table.to_pandas()
         read.append(group)  # read exactly as pinned: any other byte raised above
     return frames, read
@@ -143,10 +113,8 @@ def reference_values(backend: Backend, lane: str, output: str, column: str,
         pin, files = pinned(resolved), list(resolved.certification.proof)
     with tempfile.TemporaryDirectory(prefix="lane-reference-") as workdir:
         try:
-            table = _read_proven(backend.store, f"referenced product {lane}/{output}", files, Path(workdir),
-                                 columns=[column])
-        except InputError as exc:
-            raise NotCertified(str(exc)) from None
+            table = read_proven(backend.store, f"referenced product {lane}/{output}", files, Path(workdir),
+                                columns=[column])
         except (KeyError, pa.ArrowInvalid) as exc:
             raise NotCertified(f"referenced product {lane}/{output} has no column {column}: {exc}") from None
     return table.column(column).combine_chunks(), pin, files

@@ -22,7 +22,7 @@ from batchlane.receipts import (
     receipt_key,
     sha256_bytes,
 )
-from batchlane.stores.base import Backend, CertPointer, NotFound, StoreError
+from batchlane.stores.base import Backend, CertPointer, NotFound, ObjectStore, StoreError
 
 if TYPE_CHECKING:  # pyarrow loads when data is read, so planning, memoized runs and the CLI start fast
     import pyarrow as pa
@@ -83,9 +83,8 @@ def bound_certification(backend: Backend, pointer: CertPointer) -> GateReceipt:
     return receipt
 
 
-def _proven(resolved: ResolvedProduct, key: str, proof: FileDigest, hash_of: Callable[[str], FileDigest]) -> None:
+def _proven(where: str, key: str, proof: FileDigest, hash_of: Callable[[str], FileDigest]) -> None:
     """Hash one certified file (via ``hash_of``); raise NotCertified unless it matches its proof."""
-    where = f"{resolved.pointer.lane}/{resolved.pointer.output}"
     try:
         actual = hash_of(key)
     except NotFound:
@@ -99,10 +98,37 @@ def _proven(resolved: ResolvedProduct, key: str, proof: FileDigest, hash_of: Cal
         )
 
 
+def read_proven(store: ObjectStore, where: str, proof: list[FileDigest], workdir: Path,
+                columns: list[str] | None = None) -> pa.Table:
+    """Read certified files as one table; the bytes read are the bytes hashed (each file is copied into
+    ``workdir`` and verified against its proof in one pass). NotCertified names ``where`` and the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not proof:
+        raise NotCertified(f"{where}: the certification proves no file")
+    tables = []
+    for index, item in enumerate(proof):
+        try:
+            key = product_key(item.uri)
+        except ValueError as exc:
+            raise NotCertified(f"{where}: {exc}") from None
+        local = workdir / f"{index:06d}.parquet"
+
+        def copy(stored: str, target: Path = local) -> FileDigest:
+            return store.fetch(stored, target)
+
+        _proven(where, key, item, copy)
+        tables.append(pq.read_table(local, columns=columns))
+        local.unlink(missing_ok=True)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
 def verify_files(backend: Backend, resolved: ResolvedProduct) -> None:
     """Re-hash every certified file; raise NotCertified on any difference from the proof."""
+    where = f"{resolved.pointer.lane}/{resolved.pointer.output}"
     for key, proof in zip(resolved.keys, resolved.certification.proof, strict=True):
-        _proven(resolved, key, proof, backend.store.digest)
+        _proven(where, key, proof, backend.store.digest)
 
 
 def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = True) -> ResolvedProduct:
@@ -124,18 +150,6 @@ def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = Tr
 
 def read_table(backend: Backend, lane: str, output: str, columns: list[str] | None = None) -> pa.Table:
     """Read a certified product; the bytes read are the bytes hashed (copied and verified in one pass)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     resolved = resolve(backend, lane, output, verify_bytes=False)
-    tables = []
     with tempfile.TemporaryDirectory(prefix="lane-read-") as workdir:
-        for index, (key, proof) in enumerate(zip(resolved.keys, resolved.certification.proof, strict=True)):
-            local = Path(workdir) / f"{index:06d}.parquet"
-
-            def copy(stored: str, target: Path = local) -> FileDigest:
-                return backend.store.fetch(stored, target)
-
-            _proven(resolved, key, proof, copy)
-            tables.append(pq.read_table(local, columns=columns))
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return read_proven(backend.store, f"{lane}/{output}", resolved.certification.proof, Path(workdir), columns)

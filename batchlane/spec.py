@@ -185,11 +185,13 @@ class OutputSpec(_Model):
             raise _FieldError(("partition_by",), "a partitioned output needs a transform (it runs once per "
                               "partition)")
 
+    def products_read(self, lane: str | None = None) -> set[str]:
+        """Outputs of this lane (``lane``) this output reads as product inputs."""
+        return {source.product for source in self.product_inputs().values() if source.lane in (None, lane)}
+
     def dependencies(self, lane: str | None = None) -> set[str]:
         """Outputs of this lane this output reads (product inputs) or checks against (references)."""
-        products = {source.product for source in self.product_inputs().values()
-                    if source.lane is None or source.lane == lane}
-        return products | {output for output, _ in self.contract.references().values()}
+        return self.products_read(lane) | {output for output, _ in self.contract.references().values()}
 
 
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

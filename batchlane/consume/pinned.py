@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from batchlane.gate import NotCertified, ResolvedProduct, resolve
+from batchlane.reading import read_proven
 from batchlane.receipts import FileDigest, LaneEvent
-from batchlane.stores.base import Backend, NotFound
+from batchlane.stores.base import Backend
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,26 +78,14 @@ def resolve_pinned(backend: Backend, event: LaneEvent) -> ResolvedProduct:
 
 def read_pinned(backend: Backend, event: LaneEvent, columns: list[str] | None = None) -> pa.Table:
     """The certified bytes of exactly this version as an Arrow table; raises NotCertified on any doubt."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     resolved = resolve_pinned(backend, event)
-    tables = []
     with tempfile.TemporaryDirectory(prefix="lane-consume-") as workdir:
-        for number, (key, proof) in enumerate(zip(resolved.keys, resolved.certification.proof, strict=True)):
-            local = Path(workdir) / f"{number:05d}-{Path(key).name}"
-            try:
-                copied = backend.store.fetch(key, local)
-            except NotFound:
-                raise NotCertified(f"{describe(event)}: certified file {key} is missing") from None
-            if (copied.sha256, copied.size) != (proof.sha256, proof.size):
-                raise NotCertified(f"{describe(event)}: {key} changed since certification "
-                                   f"(sha256 {copied.sha256[:12]}… != certified {proof.sha256[:12]}…)")
-            tables.append(pq.read_table(local, columns=columns))
+        table = read_proven(backend.store, describe(event), resolved.certification.proof, Path(workdir), columns)
     if version_state(backend, event) != "in_force":  # a revoke or a newer certification raced the read
         raise VersionNotInForce(f"{describe(event)} stopped being in force while it was read: no PASS, no read",
                                 version_state(backend, event))
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return table
 
 
 class VersionReader(Protocol):
