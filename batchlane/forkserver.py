@@ -41,8 +41,6 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from batchlane.backends import BackendConfigError
-
 SWITCH = "LANE_FORKSERVER"
 PRELOAD = ("numpy", "pandas", "pyarrow", "pyarrow.parquet", "pyarrow.compute", "pyarrow.pandas_compat",
            "batchlane.materialize", "batchlane.backends", "batchlane.stores.local")
@@ -50,6 +48,20 @@ START_TIMEOUT_S = 120.0
 _MESSAGE_BYTES = 1 << 20   # one request: module, argv, environment, working directory
 _PR_SET_PDEATHSIG = 1
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def prelaunch() -> ForkServer | None:
+    """A fork server launched now, in the background, if jobs will fork (``wanted``); None otherwise, also when
+    ``$LANE_FORKSERVER`` is invalid (the command reports that itself, as a usage error). The CLI calls this before
+    it imports anything else, so the zygote's imports overlap the command's own start, loading and planning."""
+    try:
+        if not wanted():
+            return None
+    except ValueError:
+        return None
+    server = ForkServer()
+    server.start(wait=False)
+    return server
 
 
 def supported() -> str | None:
@@ -70,6 +82,8 @@ def wanted(setting: bool | None = None) -> bool:
         if raw in _OFF:
             return False
         if raw and raw not in _ON:
+            from batchlane.backends import BackendConfigError  # imported late: `lane run` imports this module first
+
             raise BackendConfigError(f"{SWITCH}={os.environ[SWITCH]!r}: use 1 (fork jobs from a warm process, "
                                      "the default where supported) or 0 (a fresh interpreter per job)")
         setting = True

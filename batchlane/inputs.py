@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +88,23 @@ def _resolve_s3(pattern: str) -> list[str]:
 
 
 def fingerprint(files: list[InputFile]) -> list[InputDigest]:
-    """Size + SHA-256 of local files (streamed); S3 objects by ETag/version (HEAD, no download)."""
+    """Size + SHA-256 of local files (streamed, several at once: hashing and reads release the GIL); S3 objects
+    by ETag/version (HEAD, no download)."""
+    local = [item for item in files if item.local_path is not None]
+    found: dict[int, FileDigest] = {}
+    if len(local) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(local), _DIGEST_THREADS)) as pool:
+            found = {id(item): digest for item, digest in zip(local, pool.map(_digest, local), strict=True)}
+    digests = [found.get(id(item)) or _digest(item) for item in files]
     grouped: dict[tuple[str, str], list[FileDigest]] = {}
-    for item in files:
-        grouped.setdefault((item.name, item.pattern), []).append(_digest(item))
-    return [InputDigest(name=name, pattern=pattern, files=digests) for (name, pattern), digests in grouped.items()]
+    for item, digest in zip(files, digests, strict=True):
+        grouped.setdefault((item.name, item.pattern), []).append(digest)
+    return [InputDigest(name=name, pattern=pattern, files=group) for (name, pattern), group in grouped.items()]
+
+
+_DIGEST_THREADS = max(2, min(8, os.cpu_count() or 1))
 
 
 def _digest(item: InputFile) -> FileDigest:

@@ -79,9 +79,11 @@ class LocalRunner:
         # jobs fork from a warm zygote (batchlane.forkserver) unless fork_server=False, LANE_FORKSERVER=0 or
         # unsupported. Starting it costs about one cold job, so a run's first job does not start it (a run of one
         # job gains nothing), the second launches it in the background, both take the plain path, and from the
-        # third on jobs wait for it (launched one job earlier). A given (already started) server is used at once.
+        # third on jobs wait for it (launched one job earlier). A given server (`lane run` launches one before it
+        # loads and plans, so the zygote's imports overlap that work) is waited for by every job, the first included.
         self._fork_server = fork_server if isinstance(fork_server, ForkServer) else (
             ForkServer() if wanted(fork_server) else None)
+        self._server_given = isinstance(fork_server, ForkServer)
         self._job_requests = 0
 
     def _update(self, progress: OutputProgress, **changes) -> None:
@@ -113,7 +115,7 @@ class LocalRunner:
                 self._job_requests += 1
                 requests = self._job_requests
             if requests >= PLAIN_JOBS_BEFORE_FORKING or self._fork_server.launched:
-                self._fork_server.start(wait=requests > PLAIN_JOBS_BEFORE_FORKING)
+                self._fork_server.start(wait=requests > PLAIN_JOBS_BEFORE_FORKING or self._server_given)
         with self._lock:
             if self.interrupted:
                 code, detail = -1, f"interrupted by {self.interrupted} before the job started"

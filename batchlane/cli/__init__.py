@@ -74,16 +74,31 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that start jobs: their fork server (batchlane.forkserver) is launched before anything else is imported.
+_JOB_COMMANDS = ("run", "rerun")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(_command_in(argv))
-    args = parser.parse_args(argv)
+    command = _command_in(argv)
+    server = None
+    if command in _JOB_COMMANDS and not {"-h", "--help"} & set(argv):
+        from batchlane.forkserver import prelaunch
+
+        server = prelaunch()
     try:
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+        if server is not None:
+            args.fork_server = server  # handed to the command, which may use it; closed here in any case
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `lane events --json | head -1`: the reader left; stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":

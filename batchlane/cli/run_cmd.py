@@ -8,9 +8,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from rich.live import Live
 from rich.table import Table
@@ -31,6 +32,7 @@ from batchlane.cli.common import (
     split_outputs,
 )
 from batchlane.cli.render import closure_table, manifest_json, output_facts, styled
+from batchlane.forkserver import ForkServer, wanted
 from batchlane.plan import RunPlan, plan_run
 from batchlane.receipts import RunManifest, parse_manifest
 from batchlane.runner import LocalRunner, OutputProgress, RunResult
@@ -92,17 +94,41 @@ def _variable(text: str) -> tuple[str, str]:
     return name.strip(), value
 
 
+@contextmanager
+def _warm_fork_server(args: argparse.Namespace) -> Iterator[ForkServer | Literal[False]]:
+    """The run's fork server, launched before loading and planning so that its imports overlap them (on another
+    core): a run's first job then forks from a warm zygote instead of paying a cold interpreter. `lane` launches
+    it before its own imports (``args.fork_server``); otherwise it is launched here. Closed on the way out,
+    whatever happens (a run with nothing to materialize only spent the start of an import)."""
+    server = getattr(args, "fork_server", None)
+    if server is None and not wanted():
+        yield False
+        return
+    server = server or ForkServer()
+    server.start(wait=False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def _run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
-    variables = dict(args.var)
-    spec.run_params(variables)  # an undeclared variable is a usage error before any store is created
-    outputs = _selected(spec, args.outputs)  # so is an unknown output
-    backend = open_backend(args, create=True)
-    plan = plan_run(backend, spec, outputs=outputs, trigger="cli", variables=variables)
-    return _execute(args, backend, spec, plan, rerun=False)
+    with _warm_fork_server(args) as server:
+        spec = load_spec(args.spec)
+        variables = dict(args.var)
+        spec.run_params(variables)  # an undeclared variable is a usage error before any store is created
+        outputs = _selected(spec, args.outputs)  # so is an unknown output
+        backend = open_backend(args, create=True)
+        plan = plan_run(backend, spec, outputs=outputs, trigger="cli", variables=variables)
+        return _execute(args, backend, spec, plan, rerun=False, fork_server=server)
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    with _warm_fork_server(args) as server:
+        return _rerun_with(args, server)
+
+
+def _rerun_with(args: argparse.Namespace, server: ForkServer | Literal[False]) -> int:
     backend = open_backend(args)
     found = recorded_run(backend, args.run_id, args.spec)
     if found is None:
@@ -124,7 +150,7 @@ def _rerun(args: argparse.Namespace) -> int:
             return EXIT_OK if closed.verdict == "PASS" else EXIT_FAILED
         if not args.json:  # settled but never closed (or closed before a repair): closing is the repair
             out.print(f"nothing to rerun in run {run.run_id}; closing it as it stands")
-    return _execute(args, backend, spec, plan, rerun=True)
+    return _execute(args, backend, spec, plan, rerun=True, fork_server=server)
 
 
 def _selected(spec: LaneSpec, selectors: list[str] | None) -> list[str] | None:
@@ -264,10 +290,11 @@ class Progress:
             self.live.__exit__(kind, exc, trace)
 
 
-def _execute(args: argparse.Namespace, backend: Backend, spec: LaneSpec, plan: RunPlan, *, rerun: bool) -> int:
+def _execute(args: argparse.Namespace, backend: Backend, spec: LaneSpec, plan: RunPlan, *, rerun: bool,
+             fork_server: ForkServer | Literal[False]) -> int:
     progress = Progress(plan, quiet=args.json)
     runner = LocalRunner(backend, spec, jobs=args.jobs, force=args.force, job_timeout=args.timeout,
-                         on_update=progress.update)
+                         on_update=progress.update, fork_server=fork_server)
     with progress:
         result = runner.execute(plan)
     _report(args, backend, result, rerun=rerun)

@@ -247,6 +247,24 @@ class S3ObjectStore:
     def digest(self, key: str) -> FileDigest:
         return self._stream_digest(key)
 
+    def holds(self, key: str, recorded: FileDigest) -> bool:
+        """One HEAD when the digest recorded a version id (the bucket is versioned: a version's bytes never
+        change, and they were hashed when recorded): the key's current version must be that one, at that size.
+        Without a recorded version the object is streamed and re-hashed."""
+        if recorded.version is None:
+            try:
+                actual = self._stream_digest(key)
+            except NotFound:
+                return False
+            return (actual.size, actual.sha256) == (recorded.size, recorded.sha256)
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StoreError(f"cannot stat {self.uri(key)}: {exc}") from exc
+        return head.get("VersionId") == recorded.version and head.get("ContentLength") == recorded.size
+
 
 # --------------------------------------------------------------------- DynamoDB
 

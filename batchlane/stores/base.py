@@ -57,6 +57,10 @@ class ObjectStore(Protocol):
     def digest(self, key: str) -> FileDigest:
         """Size and SHA-256 of an object, streamed."""
 
+    def holds(self, key: str, recorded: FileDigest) -> bool:
+        """True when the object at key still holds the recorded bytes: re-hashed, or (S3) its current version is
+        the recorded version id, whose bytes S3 never changes, with the recorded size. False when it is gone."""
+
     def open_read(self, key: str) -> Iterator[bytes]:
         """Stream an object's bytes in chunks."""
 

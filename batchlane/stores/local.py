@@ -160,6 +160,14 @@ class LocalObjectStore:
         size, sha = _hash_stream(_read_chunks(path))
         return FileDigest(uri=self.uri(key), size=size, sha256=sha)
 
+    def holds(self, key: str, recorded: FileDigest) -> bool:
+        """Re-hashed: a local file can be rewritten in place."""
+        try:
+            actual = self.digest(key)
+        except NotFound:
+            return False
+        return (actual.size, actual.sha256) == (recorded.size, recorded.sha256)
+
     def open_read(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
         if not path.is_file():

@@ -119,6 +119,23 @@ def test_files_round_trip_with_streamed_digests(backend, tmp_path):
     assert local is None or local.read_bytes() == data
 
 
+def test_holds_tells_whether_an_object_still_has_its_recorded_bytes(backend, tmp_path):
+    source = tmp_path / "part-0000.parquet"
+    source.write_bytes(b"certified bytes")
+    key = "staging/r1/clean/0001/part-0000.parquet"
+    recorded = backend.store.put_file_once(source, key)
+    assert backend.store.holds(key, recorded)
+    assert not backend.store.holds(key, recorded.model_copy(update={"sha256": "0" * 64, "version": "other"}))
+    assert not backend.store.holds("staging/r1/clean/0001/part-0001.parquet", recorded)
+    local = backend.store.local_path(key)
+    if local is not None:  # rewritten in place, same size
+        local.write_bytes(b"tampered bytes!")
+    else:  # a new version of the key (what an overwrite does in a versioned bucket); one HEAD decides
+        assert recorded.version, "S3 digests pin a version id, so holds() needs no re-hash"
+        backend.store.s3.put_object(Bucket=backend.store.bucket, Key=backend.store._key(key), Body=b"tampered bytes!")
+    assert not backend.store.holds(key, recorded)
+
+
 # ----------------------------------------------------------------------- Ledger
 
 def test_runs_register_once_and_list_newest_first(backend):

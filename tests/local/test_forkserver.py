@@ -172,6 +172,29 @@ def test_a_runs_first_two_jobs_are_plain_while_the_zygote_starts_and_later_ones_
     assert parents[2] == parents[3] != os.getpid()
 
 
+def test_lane_run_launches_the_zygote_at_start_so_even_its_only_job_forks(tmp_path, markers):
+    """`lane run` launches the fork server before it imports, loads and plans: the zygote's imports overlap that
+    work and a run of one job forks from it (the runner's own policy alone would take the plain path)."""
+    spec = make_lane(tmp_path / "lane", {"a_first": "first"})
+    env = {**os.environ, "LANE_HOME": str(tmp_path / "home"), "LANE_BACKEND": "local"}
+    cli = subprocess.Popen([sys.executable, "-c", CLI, "run", str(spec), "--json"], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = cli.communicate(timeout=120)
+    assert cli.returncode == 0, stderr
+    assert json.loads(stdout)["outputs"]["a_first"]["state"] == "certified"
+    first = note(markers, "first")
+    assert first["ppid"] != cli.pid  # forked by the zygote, not started by the CLI
+    assert not _alive(first["ppid"])  # which ended with the run
+
+    env[forkserver.SWITCH] = "0"  # the canary: switched off, the same run's job is the CLI's own child
+    (markers / "first.json").unlink()
+    plain = subprocess.Popen([sys.executable, "-c", CLI, "run", str(spec), "--json", "--force"], env=env,
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, stderr = plain.communicate(timeout=120)
+    assert plain.returncode == 0, stderr
+    assert note(markers, "first")["ppid"] == plain.pid
+
+
 def test_plain_path_when_switched_off(tmp_path, markers, monkeypatch):
     monkeypatch.setenv(forkserver.SWITCH, "0")
     _, result = run_lane(tmp_path, {"a_first": "first", "b_second": "second"}, fork_server=None)
