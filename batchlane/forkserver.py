@@ -1,8 +1,10 @@
 """Fork server for the local runner: one warm zygote per run, one fresh forked process per job.
 
 A cold job pays an interpreter start and the pandas/pyarrow imports (about 0.4 s) before it does any work.
-The zygote pays that once: launched with a run's second job, it imports the data libraries and the materializer
-(never the lane's own code), then forks one child per job. Before each fork it prepares what every job would
+The zygote pays that once: `lane run`/`lane rerun` launch it before their own imports (``prelaunch``), so its
+imports overlap the command's start-up and planning (a ``LocalRunner`` used from Python launches it with a run's
+second job); it imports the data libraries and the materializer (never the lane's own code), then forks one child
+per job. Before each fork it prepares what every job would
 repeat (``batchlane.materialize.prefork``: the parsed spec, re-verified by digest in the child). Each child is a new process, as isolated as a cold
 one: it loads the lane's transform itself, after the fork, and whatever it changes dies with it.
 
