@@ -100,7 +100,7 @@ def _parquet_baseline(paths: Sequence[Path], contract: Contract) -> Baseline:
         if not path.is_file():
             raise BaselineError(f"baseline {path}: file not found")
         try:
-            with pq.ParquetFile(path) as parquet:
+            with pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20) as parquet:  # no whole row group
                 names = parquet.schema_arrow.names
                 present = [column for column in wanted if names.count(column) == 1]
                 for column in wanted:

@@ -16,11 +16,15 @@ import dataclasses
 import random
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from batchlane.reading import NotCertified, resolve
-from batchlane.receipts import GateReceipt, LaneEvent, RevokeReceipt, revoke_key
+from batchlane.reading import NotCertified, resolve, still_held
+from batchlane.receipts import GateReceipt, LaneEvent, MaterializeReceipt, RevokeReceipt, revoke_key
 from batchlane.stores.base import AlreadyExists, Backend, CertPointer, ConditionFailed
 from batchlane.writepoints import write_point
+
+if TYPE_CHECKING:
+    from batchlane.checking.reuse import Partitioning, PriorEvidence
 
 _SWAP_TRIES = 12
 
@@ -87,7 +91,7 @@ def memo_hit(backend: Backend, lane: str, output: str, memo_key: str) -> tuple[C
     if current.revoked is not None:
         return None, f"the matching certification was revoked ({current.revoked})"
     try:
-        resolve(backend, lane, output, verify_bytes=True)
+        still_held(backend, resolve(backend, lane, output, verify_bytes=False))
     except NotCertified as exc:
         return None, f"the matching certification cannot be reused: {exc}"
     return current, None
@@ -177,11 +181,54 @@ def catalog_follows(backend: Backend, lane: str, output: str) -> None:
     sync_if_enabled(backend, lane, output, quiet=True)
 
 
+def partition_check_inputs(backend: Backend, lane: str, output: str,
+                           materialized: MaterializeReceipt) -> Partitioning | None:
+    """What the check of a partitioned attempt is told: each product file's partition name and recorded SHA-256,
+    and the partition evidence it may reuse, that of the certification in force for the output (its check, bound
+    to the pointer through the certification's digests, a PASS). None for an output that is not partitioned."""
+    from batchlane.checking.reuse import Partitioning
+
+    by_uri = {part.file.uri: part.name for part in materialized.partitions if part.file is not None}
+    if not materialized.partitions or any(file.uri not in by_uri for file in materialized.outputs):
+        return None
+    names = [by_uri[file.uri] for file in materialized.outputs]
+    expected = [file.sha256 for file in materialized.outputs]
+    prior, why = certified_partition_evidence(backend, lane, output)
+    return Partitioning(names=names, expected_sha256=expected, prior=prior, no_prior=why)
+
+
+def certified_partition_evidence(backend: Backend, lane: str, output: str) -> tuple[PriorEvidence | None, str | None]:
+    """The partition evidence of the certification in force for ``lane/output``, or (None, why there is none)."""
+    from batchlane.checking.reuse import PriorEvidence
+    from batchlane.reading import bound_certification
+    from batchlane.receipts import CheckReceipt, parse_receipt, receipt_key, sha256_bytes
+    from batchlane.stores.base import StoreError
+
+    pointer = backend.ledger.current(lane, output)
+    if pointer is None:
+        return None, f"no certification of {lane}/{output} in force: every partition is read"
+    if pointer.revoked is not None:
+        return None, f"the certification of {lane}/{output} in force was revoked ({pointer.revoked}): every " \
+                     "partition is read"
+    try:
+        certification = bound_certification(backend, pointer)  # pointer -> gate receipt -> PASS check, by digest
+        data = backend.store.get(receipt_key(pointer.run_id, output, pointer.attempt, "check"))
+        checked = parse_receipt(data) if sha256_bytes(data) == certification.check_digest else None
+    except (NotCertified, StoreError, ValueError) as exc:
+        return None, f"the certification in force cannot lend its evidence ({exc}): every partition is read"
+    if not isinstance(checked, CheckReceipt):  # the bytes read are not the ones the certification chains to
+        return None, f"the check receipt of certification {pointer.key} is not the one it certifies: every " \
+                     "partition is read"
+    return PriorEvidence.from_check(pointer.key, checked.verdict, checked.rules, checked.products,
+                                    checked.partition_evidence, checked.partition_check)
+
+
 def certification_pointer(receipt: GateReceipt, key: str, order: str) -> CertPointer:
     return CertPointer(lane=receipt.lane, output=receipt.output, run_id=receipt.run_id, attempt=receipt.attempt,
                        key=key, digest=receipt.digest(), memo_key=receipt.memo_key, order=order,
                        certified_at=receipt.created_at)
 
 
-__all__ = ["RevokeError", "apply_certification", "catalog_follows", "certification_pointer", "memo_hit", "order_of",
-           "publish_pending", "refusal", "revoke", "was_applied"]
+__all__ = ["RevokeError", "apply_certification", "catalog_follows", "certification_pointer",
+           "certified_partition_evidence", "memo_hit", "order_of", "partition_check_inputs", "publish_pending", "refusal",
+           "revoke", "was_applied"]

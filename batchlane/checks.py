@@ -16,36 +16,43 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchlane.checking.change import Baseline
 from batchlane.checking.errors import CheckError, ReferenceUnavailable
-from batchlane.checking.filehash import hash_file
+from batchlane.checking.filehash import FileSource, ObjectSource, hash_file
 from batchlane.checking.outcome import CheckOutcome
+from batchlane.checking.reuse import Partitioning, PriorEvidence
 from batchlane.spec import Contract
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Baseline", "CheckError", "CheckOutcome", "ReferenceUnavailable", "check_files", "hash_file"]
+    from batchlane.checking.references import ReferencedColumn
+
+__all__ = ["Baseline", "CheckError", "CheckOutcome", "FileSource", "ObjectSource", "Partitioning", "PriorEvidence",
+           "ReferenceUnavailable", "check_files", "hash_file"]
 
 
 def check_files(
-    paths: Sequence[Path],
+    paths: Sequence[FileSource],
     contract: Contract,
     *,
     uris: Sequence[str] | None = None,
-    reference_values: Callable[[str, str], pa.Array] | None = None,
+    reference_values: Callable[[str, str], ReferencedColumn | pa.Array] | None = None,
     now: dt.datetime | None = None,
     max_memory: int | None = None,
     baseline: Baseline | None = None,
+    partitions: Partitioning | None = None,
     _footer_hints: bool = True,
 ) -> CheckOutcome:
     """Check the files of one product against ``contract``.
 
+    ``paths`` are local files, or ObjectSources read in place (an S3 object version by ranged GETs,
+    ``batchlane.stores.s3_ranged``), hashed over their exact bytes all the same.
     ``uris`` name the files in the evidence (default: the paths). ``reference_values``
-    resolves ``references`` rules: (output, column) -> the referenced values, raising
+    resolves ``references`` rules: (output, column) -> the referenced values (a ``ReferencedColumn``, read in
+    batches, or an Arrow array), raising
     ReferenceUnavailable when that product is not certified. ``now`` is the instant
     freshness (max_age) is judged at (default: the current time; naive means UTC). ``baseline`` is what
     change rules (``row_count.max_change``, ``not_null.max_fraction_change``) compare with: the certification
@@ -57,7 +64,10 @@ def check_files(
     verdict, never an exception. ``max_memory`` (bytes) bounds what the check holds: key sets
     beyond it spill to disk, with the same evidence (``batchlane.checking.budget``). Inside AWS
     Lambda the function's memory (less headroom) is the default and the ceiling; elsewhere None
-    means unbounded.
+    means unbounded. ``partitions`` (one partition name per file, the expected SHA-256s and the evidence of the
+    certification in force, ``batchlane.checking.reuse``) checks a partitioned product: the outcome then carries
+    per-partition evidence, and unchanged partitions whose evidence holds are not read again
+    (``batchlane.checking.partitionwise``), with the same rule results as a full read.
     """
     from batchlane.checking.budget import FLOOR, bounded, default_limit, describe
     from batchlane.checking.engine import run_check
@@ -69,4 +79,4 @@ def check_files(
         raise CheckError(f"max_memory {describe(limit)} is below the checker's floor of {describe(FLOOR)}")
     with bounded(limit):
         return run_check(paths, contract, uris=uris, reference_values=reference_values, now=now,
-                         footer_hints=_footer_hints, baseline=baseline)
+                         footer_hints=_footer_hints, baseline=baseline, partitions=partitions)

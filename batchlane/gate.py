@@ -18,10 +18,11 @@ from batchlane.certification import (
     apply_certification,
     catalog_follows,
     certification_pointer,
+    partition_check_inputs,
     publish_pending,
     revoke,
 )
-from batchlane.checks import CheckError, ReferenceUnavailable, check_files
+from batchlane.checks import CheckError, FileSource, ReferenceUnavailable, check_files
 from batchlane.closing import GateError, certification_order, close_run, repair_run, unsettled
 from batchlane.evidence import load_receipt, write_once_or_existing
 from batchlane.products import reference_values
@@ -42,7 +43,7 @@ from batchlane.state import output_closure
 from batchlane.stores.base import Backend, StoreError
 
 if TYPE_CHECKING:  # pyarrow loads when data is read, so planning, memoized runs and the CLI start fast
-    import pyarrow as pa
+    from batchlane.checking.references import ReferencedColumn
 
 __all__ = [
     "GateError", "NotCertified", "ResolvedProduct", "RevokeError", "check", "close_run",
@@ -64,7 +65,7 @@ class _PinnedReferences:
                      if group.product is not None and group.product.lane == spec.lane}
         self.pinned: dict[str, PinnedReference] = {}
 
-    def __call__(self, output: str, column: str) -> pa.Array:
+    def __call__(self, output: str, column: str) -> ReferencedColumn:
         closure = output_closure(self.backend, self.spec.lane, self.run_id, output)
         if closure.state in ("rejected", "failed", "blocked"):
             raise ReferenceUnavailable(f"referenced product {output} was {closure.state} in run {self.run_id}")
@@ -76,9 +77,12 @@ class _PinnedReferences:
         return values
 
 
-def check(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int) -> CheckReceipt:
+def check(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: int, *,
+          read_in_place: bool = False) -> CheckReceipt:
     """Record the attempt's materialization (trusted, from the job's report) if not yet recorded, then check
-    its product against the contract. Idempotent per attempt."""
+    its product against the contract. Idempotent per attempt. ``read_in_place``: product files in S3 are read by
+    ranged GETs at the version the materialize receipt recorded (``batchlane.stores.s3_ranged``), not copied to
+    a temporary directory first (the Batch check job's way)."""
     existing = load_receipt(backend, run_id, output, attempt, "check")
     if existing is not None:
         assert isinstance(existing, CheckReceipt)
@@ -96,20 +100,34 @@ def check(backend: Backend, spec: LaneSpec, run_id: str, output: str, attempt: i
     if materialized.status != "succeeded":
         receipt = failed(materialized.error or f"materialize {materialized.status}", materialize_digest=materialized.digest())
     else:
-        receipt = _check_products(backend, spec, run_id, output, attempt, materialized, started, failed)
+        receipt = _check_products(backend, spec, run_id, output, attempt, materialized, started, failed,
+                                  read_in_place)
     stored = write_once_or_existing(backend, receipt)
     assert isinstance(stored, CheckReceipt)
     return stored
 
 
-def _check_products(backend, spec, run_id, output, attempt, materialized, started, failed) -> CheckReceipt:
+def _check_products(backend, spec, run_id, output, attempt, materialized, started, failed,
+                    read_in_place=False) -> CheckReceipt:
     where = f"output {output}, run {run_id}, attempt {attempt}"
     with tempfile.TemporaryDirectory(prefix="lane-check-") as workdir:
-        paths, uris = [], []
+        paths: list[FileSource] = []
+        uris = []
         for product in materialized.outputs:
             key = product_key(product.uri)
             try:
                 local = backend.store.local_path(key)
+                if local is None and read_in_place:
+                    from batchlane.stores.s3_ranged import RangedReadError, store_object_source
+
+                    try:
+                        paths.append(store_object_source(backend.store, key, version=product.version,
+                                                         uri=product.uri))
+                    except RangedReadError as exc:
+                        return failed(f"{where}: product file {key} cannot be read: {exc}",
+                                      materialize_digest=materialized.digest())
+                    uris.append(product.uri)
+                    continue
                 if local is None:
                     local = Path(workdir) / Path(key).name
                     backend.store.fetch(key, local)
@@ -125,7 +143,8 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
             contract = spec.outputs[output].contract
             outcome = check_files(paths, contract, uris=uris, reference_values=references,
                                   max_memory=spec.check.max_memory_bytes,
-                                  baseline=certified_baseline(backend, spec.lane, output, contract))
+                                  baseline=certified_baseline(backend, spec.lane, output, contract),
+                                  partitions=partition_check_inputs(backend, spec.lane, output, materialized))
         except CheckError as exc:
             return failed(f"{where}: {exc}", materialize_digest=materialized.digest())
     written = {(p.uri, p.sha256, p.size) for p in materialized.outputs}
@@ -140,6 +159,7 @@ def _check_products(backend, spec, run_id, output, attempt, materialized, starte
         verdict=outcome.verdict, materialize_digest=materialized.digest(), products=products,
         rules=outcome.rules, rows=outcome.rows, seconds=round(time.perf_counter() - started, 6),
         references=[references.pinned[name] for name in sorted(references.pinned)],
+        partition_evidence=outcome.partition_evidence, partition_check=outcome.partition_check,
     )
 
 

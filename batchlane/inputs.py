@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from batchlane.hashcache import HashCache, hash_file
 from batchlane.receipts import FileDigest, InputDigest
 from batchlane.spec import LaneSpec
 
@@ -87,17 +88,19 @@ def _resolve_s3(pattern: str) -> list[str]:
     return [f"s3://{bucket}/{k}" for k in sorted(keys) if fnmatch.fnmatchcase(k, key)]
 
 
-def fingerprint(files: list[InputFile]) -> list[InputDigest]:
-    """Size + SHA-256 of local files (streamed, several at once: hashing and reads release the GIL); S3 objects
-    by ETag/version (HEAD, no download)."""
+def fingerprint(files: list[InputFile], cache: HashCache | None = None) -> list[InputDigest]:
+    """Size + SHA-256 of local files (streamed, several at once: hashing and reads release the GIL; with a
+    ``cache``, unchanged files are not read again: ``batchlane.hashcache``); S3 objects by ETag/version (HEAD,
+    no download)."""
     local = [item for item in files if item.local_path is not None]
     found: dict[int, FileDigest] = {}
     if len(local) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(len(local), _DIGEST_THREADS)) as pool:
-            found = {id(item): digest for item, digest in zip(local, pool.map(_digest, local), strict=True)}
-    digests = [found.get(id(item)) or _digest(item) for item in files]
+            found = {id(item): digest for item, digest in
+                     zip(local, pool.map(lambda item: _digest(item, cache), local), strict=True)}
+    digests = [found.get(id(item)) or _digest(item, cache) for item in files]
     grouped: dict[tuple[str, str], list[FileDigest]] = {}
     for item, digest in zip(files, digests, strict=True):
         grouped.setdefault((item.name, item.pattern), []).append(digest)
@@ -107,14 +110,10 @@ def fingerprint(files: list[InputFile]) -> list[InputDigest]:
 _DIGEST_THREADS = max(2, min(8, os.cpu_count() or 1))
 
 
-def _digest(item: InputFile) -> FileDigest:
+def _digest(item: InputFile, cache: HashCache | None = None) -> FileDigest:
     if item.local_path is not None:
-        digest, size = hashlib.sha256(), 0
-        with open(item.local_path, "rb") as handle:
-            while chunk := handle.read(8 << 20):
-                digest.update(chunk)
-                size += len(chunk)
-        return FileDigest(uri=item.uri, size=size, sha256=digest.hexdigest())
+        size, sha = cache.sha256(item.local_path) if cache is not None else hash_file(item.local_path)
+        return FileDigest(uri=item.uri, size=size, sha256=sha)
     bucket, key = _split_s3(item.uri)
     try:
         head = _s3_client().head_object(Bucket=bucket, Key=key)

@@ -14,9 +14,13 @@ spec's folder (or its s3 key) and ordered by name. Planning (trusted, when the a
 The job (untrusted) builds only the partitions to build: the transform gets that partition's frame as the
 partition input and every other input whole. A partition that fails does not stop the others. With
 ``--partition-index N`` (or ``AWS_BATCH_JOB_ARRAY_INDEX``) the job builds only the Nth partition to build and
-writes ``report-{index:04d}.json``, so an array job can build one partition per child.
+writes ``report-{index:04d}.json``, so an array job can build one partition per child. On AWS the gate's Begin
+sizes that array (``batch_array_size``: 2 to 10,000 children; 0 or 1 partition to build runs as a plain job) and
+fails an attempt with more partitions to build than an array holds (``check_build_limit``).
 
-The recorder (trusted) hashes every built file itself, re-hashes every reused one, and records each partition
+The recorder (trusted) hashes every built file itself, checks every reused one is still there (its bytes were
+re-hashed when the attempt began, and the check hashes every file of the product: a reused file changed in
+between fails the check, and the next attempt rebuilds it), and records each partition
 (built, reused or failed). Any failed partition fails the attempt, but the partitions built stay recorded and a
 rerun reuses them. A succeeded attempt lists every partition file (built and reused) as its outputs, ordered by
 partition name, with a Merkle root over (name, sha256) of all of them.
@@ -56,6 +60,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ARRAY_INDEX_VARIABLE = "AWS_BATCH_JOB_ARRAY_INDEX"
+# An AWS Batch array job holds 2 to 10,000 child jobs ("Array jobs", AWS Batch User Guide); one child per partition.
+BATCH_ARRAY_MIN, BATCH_ARRAY_MAX = 2, 10_000
 _PART_FILE = re.compile(r"^part-([0-9]{4,6})\.parquet$")
 _SHOWN_FAILURES = 5
 
@@ -66,6 +72,11 @@ class PartitionIndexError(ValueError):
 
 class PartitionsRefused(ValueError):
     """The attempt's partitions cannot be recorded at all; the message is the attempt's error."""
+
+
+class TooManyPartitions(ValueError):
+    """More partitions to build than one attempt may build (AWS: an array job's 10,000 children); the attempt
+    fails when it begins, before any job starts."""
 
 
 def part_file(index: int) -> str:
@@ -129,18 +140,20 @@ def plan_partitions(backend: Backend, spec: LaneSpec, run_id: str, output: str, 
     group = next(item for item in digests if item.name == partition_input)
     sources = sorted(((partition_name(spec, file.uri), file) for file in group.files), key=lambda item: item[0])
     candidates = _reusable(backend, spec, run_id, output, attempt) if reuse else {}
-    chosen: dict[str, tuple[int, FileDigest, str]] = {}
-    taken: set[int] = set()
+    matches: list[tuple[str, int, FileDigest, str]] = []
     for name, source in sources:
         found = candidates.get(partition_memo_key(base_key, source))
-        if found is None:
-            continue
-        file, origin = found
-        match = _PART_FILE.match(file.uri.rsplit("/", 1)[-1])
+        match = _PART_FILE.match(found[0].uri.rsplit("/", 1)[-1]) if found is not None else None
+        if found is not None and match:
+            matches.append((name, int(match.group(1)), *found))
+    chosen: dict[str, tuple[int, FileDigest, str]] = {}
+    taken: set[int] = set()
+    for (name, index, file, origin), unchanged in zip(matches, _all_unchanged(backend, [m[2] for m in matches]),
+                                                      strict=True):
         # file names stay unique within the product (a catalog copies them into one folder)
-        if match and int(match.group(1)) not in taken and _unchanged(backend, file):
-            chosen[name] = (int(match.group(1)), file, origin)
-            taken.add(int(match.group(1)))
+        if index not in taken and unchanged:
+            chosen[name] = (index, file, origin)
+            taken.add(index)
     free = (index for index in range(len(sources) + len(taken)) if index not in taken)
     plans = []
     for name, source in sources:
@@ -179,12 +192,22 @@ def _reusable(backend: Backend, spec: LaneSpec, run_id: str, output: str,
     return found
 
 
+def _all_unchanged(backend: Backend, files: list[FileDigest]) -> list[bool]:
+    """``_unchanged`` of each file, several at once (local re-hashes release the GIL; S3 HEADs wait on I/O)."""
+    if len(files) < 2:
+        return [_unchanged(backend, file) for file in files]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(files), 8)) as pool:
+        return list(pool.map(lambda file: _unchanged(backend, file), files))
+
+
 def _unchanged(backend: Backend, file: FileDigest) -> bool:
+    """The reused file still holds its recorded bytes (re-hashed locally; one HEAD of a pinned S3 version)."""
     try:
-        actual = backend.store.digest(product_key(file.uri))
-    except (NotFound, StoreError, ValueError):
+        return backend.store.holds(product_key(file.uri), file)
+    except (StoreError, ValueError):
         return False
-    return (actual.size, actual.sha256) == (file.size, file.sha256)
 
 
 # ----------------------------------------------------------------------------- the job (untrusted)
@@ -202,6 +225,38 @@ def build_count(backend: Backend, run_id: str, output: str, attempt: int) -> int
 
     begun = load_receipt(backend, run_id, output, attempt, "begin")
     return len(to_build(begun)) if isinstance(begun, BeginReceipt) else 0
+
+
+def check_build_limit(partitions: list[PartitionPlan], limit: int | None) -> None:
+    """Refuse an attempt that would build more than ``limit`` partitions (None: no limit, the local runner)."""
+    count = sum(1 for plan in partitions if plan.reuse is None)
+    if limit is not None and count > limit:
+        raise TooManyPartitions(
+            f"{count:,} partitions to build exceed the {limit:,} one attempt may build (an AWS Batch array job "
+            f"runs at most {BATCH_ARRAY_MAX:,} child jobs, one per partition): partition by fewer, larger files")
+
+
+def batch_array_size(partitions_to_build: int | None) -> int:
+    """How an attempt's job is submitted on AWS: an array job of this size (child N builds the Nth partition to
+    build), or 0 for a plain job that builds what there is (an output that is not partitioned, or 0 or 1
+    partition to build: a Batch array holds at least 2 children). Begin refuses more than BATCH_ARRAY_MAX."""
+    if partitions_to_build is None or partitions_to_build < BATCH_ARRAY_MIN:
+        return 0
+    if partitions_to_build > BATCH_ARRAY_MAX:
+        raise TooManyPartitions(f"{partitions_to_build:,} partitions to build exceed an AWS Batch array job's "
+                                f"{BATCH_ARRAY_MAX:,} child jobs")
+    return partitions_to_build
+
+
+def array_timeout_seconds(array_size: int, single_job_seconds: int, job_seconds: int, slots: int) -> int:
+    """How long to wait for an array job of ``array_size`` children when one job gets ``single_job_seconds``
+    (RUNNABLE, start, its own timeout): Batch's timeout counts per child, and at most ``slots`` children run at
+    once (the compute environment's vCPUs over a job's), so the children run in ceil(size / slots) rounds; each
+    round after the first adds one job timeout. A plain job (size 0 or 1) keeps ``single_job_seconds``."""
+    if slots < 1:
+        raise ValueError(f"job slots must be 1 or more, got {slots}")
+    rounds = max(1, -(-array_size // slots))
+    return single_job_seconds + (rounds - 1) * job_seconds
 
 
 @dataclass
@@ -389,7 +444,7 @@ def _check_inputs(begun: BeginReceipt, partition_input: str, reports: list[Mater
 
 def record_partitions(backend: Backend, begun: BeginReceipt, partition_input: str, *, job_id: str,
                       job_error: str | None) -> RecordedPartitions:
-    """Record every partition of the attempt from the job's report(s): hash built files, re-hash reused ones.
+    """Record every partition of the attempt from the job's report(s): hash built files, find reused ones.
 
     Raises PartitionsRefused when nothing can be recorded (no report, a report of another attempt, unreported
     files in the staging prefix, other code or inputs than pinned)."""
@@ -432,11 +487,15 @@ def record_partitions(backend: Backend, begun: BeginReceipt, partition_input: st
     unexpected = sorted(set(backend.store.list_keys(prefix)) - allowed - expected)
     if unexpected:
         raise PartitionsRefused(f"the job wrote files it did not report: {', '.join(unexpected)}")
-    results = [_result(backend, plan, prefix, reported.get(plan.index), job_error) for plan in begun.partitions]
+    parent = _array_parent(reports) if whole is None else None
+    children = {plan.index: child for child, plan in enumerate(to_build(begun))} if whole is None else {}
+    results = [_result(backend, plan, prefix, reported.get(plan.index),
+                       _no_report(children, plan.index, parent, job_error)) for plan in begun.partitions]
     results.sort(key=lambda result: result.name)
     failed = [(result.name, result.error or "") for result in results if result.status == "failed"]
     merged = reports[0].model_copy(update={"started_at": min(r.started_at for r in reports),
-                                           "finished_at": max(r.finished_at for r in reports)})
+                                           "finished_at": max(r.finished_at for r in reports),
+                                           "job_id": parent or reports[0].job_id})
     if failed:
         return RecordedPartitions(merged, results, [], None, failure_summary(failed))
     outputs = [result.file for result in results if result.file is not None]
@@ -444,18 +503,30 @@ def record_partitions(backend: Backend, begun: BeginReceipt, partition_input: st
                                                                      if r.file is not None]), None)
 
 
+def _array_parent(reports: list[MaterializeReport]) -> str | None:
+    """The array job's id when every per-partition report comes from one of its children (``PARENT:N``)."""
+    parents = {report.job_id.rpartition(":")[0] for report in reports}
+    return parents.pop() if len(parents) == 1 and "" not in parents else None
+
+
+def _no_report(children: dict[int, int], index: int, parent: str | None, job_error: str | None) -> str | None:
+    """Why a partition to build has no entry: with per-partition reports, its array child (the Nth child builds
+    the Nth partition to build) wrote none: it crashed or was killed before reporting."""
+    if index not in children:
+        return job_error
+    child = f"{parent}:{children[index]}" if parent else f"number {children[index]}"
+    return (f"array child {child} wrote no report-{index:04d}.json (it crashed or was killed before reporting): "
+            f"{job_error or 'it did not finish'}")
+
+
 def _result(backend: Backend, plan: PartitionPlan, prefix: str,
             reported: tuple[ReportedPartition, ReportedFile | None] | None, job_error: str | None) -> PartitionResult:
     def failed(error: str) -> PartitionResult:
         return PartitionResult(name=plan.name, index=plan.index, memo_key=plan.memo_key, status="failed", error=error)
 
-    if plan.reuse is not None:
-        try:
-            actual = backend.store.digest(product_key(plan.reuse.uri))
-        except (NotFound, StoreError, ValueError) as exc:
-            return failed(f"reused file {plan.reuse.uri} cannot be read: {exc}")
-        if (actual.size, actual.sha256) != (plan.reuse.size, plan.reuse.sha256):
-            return failed(f"reused file {plan.reuse.uri} changed since it was recorded")
+    if plan.reuse is not None:  # its bytes were re-hashed when the attempt began; the check hashes them again
+        if not backend.store.exists(product_key(plan.reuse.uri)):
+            return failed(f"reused file {plan.reuse.uri} is gone")
         return PartitionResult(name=plan.name, index=plan.index, memo_key=plan.memo_key, status="reused",
                                file=plan.reuse, reused_from=plan.reuse_from)
     if reported is None:
@@ -477,8 +548,8 @@ def partition_input_digests(spec: LaneSpec, output: str, digests: list[InputDige
     return [group for group in digests if group.name != spec.outputs[output].partition_by]
 
 
-__all__ = ["ARRAY_INDEX_VARIABLE", "PartitionIndexError", "PartitionsRefused", "RecordedPartitions", "build_count",
-           "failure_summary",
-           "materialize_partitions", "merkle_root", "part_file", "partition_input_digests", "partition_memo_key",
-           "partition_name", "partition_report_key", "plan_partitions", "product_memo_key", "record_partitions",
-           "to_build"]
+__all__ = ["ARRAY_INDEX_VARIABLE", "BATCH_ARRAY_MAX", "BATCH_ARRAY_MIN", "PartitionIndexError", "PartitionsRefused",
+           "RecordedPartitions", "TooManyPartitions", "array_timeout_seconds", "batch_array_size", "build_count",
+           "check_build_limit", "failure_summary", "materialize_partitions", "merkle_root", "part_file",
+           "partition_input_digests", "partition_memo_key", "partition_name", "partition_report_key",
+           "plan_partitions", "product_memo_key", "record_partitions", "to_build"]

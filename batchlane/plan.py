@@ -14,9 +14,16 @@ from pydantic import BaseModel, ConfigDict
 from batchlane.certification import memo_hit, publish_pending
 from batchlane.closing import close_run, repair_run
 from batchlane.evidence import write_once_or_existing
+from batchlane.hashcache import HashCache
 from batchlane.inputs import InputError, fingerprint, resolve_inputs
 from batchlane.joblocks import tracks_liveness
-from batchlane.partitions import partition_input_digests, plan_partitions, product_memo_key
+from batchlane.partitions import (
+    TooManyPartitions,
+    check_build_limit,
+    partition_input_digests,
+    plan_partitions,
+    product_memo_key,
+)
 from batchlane.products import pin_product_inputs, run_blockers
 from batchlane.receipts import (
     BeginReceipt,
@@ -57,6 +64,7 @@ class OutputStart(BaseModel):
     memo_key: str
     memoized_from: str | None = None
     error: str | None = None
+    partitions_to_build: int | None = None     # a partitioned output's attempt: how many partitions its job builds
 
 
 def new_run_id() -> str:
@@ -224,11 +232,19 @@ def block_attempt(backend: Backend, spec: LaneSpec, run_id: str, output: str, at
     return stored
 
 
+def _hash_cache(backend: Backend) -> HashCache | None:
+    """The local store's digest cache for unchanged input files (``batchlane.hashcache``); None elsewhere."""
+    cache = getattr(backend.store, "hash_cache", None)
+    return cache if isinstance(cache, HashCache) else None
+
+
 def begin_output(
-    backend: Backend, spec: LaneSpec, run_id: str, output: str, *, force: bool = False, trigger: Trigger = "cli"
+    backend: Backend, spec: LaneSpec, run_id: str, output: str, *, force: bool = False, trigger: Trigger = "cli",
+    max_partitions_to_build: int | None = None,
 ) -> OutputStart:
     """Allocate a new attempt and pin what it reads (trusted); skip it when a live certification with the
-    same memo key still proves its bytes (memoized)."""
+    same memo key still proves its bytes (memoized). ``max_partitions_to_build`` (AWS: an array job's size limit)
+    fails an attempt that would build more partitions, before any job starts."""
     _check_outputs(spec, [output])
     run = backend.ledger.get_run(run_id)
     if run is None:
@@ -245,7 +261,7 @@ def begin_output(
                            error=blocked.error)
     try:
         fingerprint_ = code_fingerprint(spec, output)
-        digests = _in_spec_order(spec, output, fingerprint(resolve_inputs(spec, output))
+        digests = _in_spec_order(spec, output, fingerprint(resolve_inputs(spec, output), _hash_cache(backend))
                                  + pin_product_inputs(backend, spec, output))
         key = memo_key(spec, output, digests, fingerprint_, run.params)
         partitions: list[PartitionPlan] = []
@@ -253,7 +269,8 @@ def begin_output(
             base = memo_key(spec, output, partition_input_digests(spec, output, digests), fingerprint_, run.params)
             partitions = plan_partitions(backend, spec, run_id, output, attempt, digests, base, reuse=not force)
             key = product_memo_key(partitions)
-    except (InputError, TransformError) as exc:
+            check_build_limit(partitions, max_partitions_to_build)
+    except (InputError, TransformError, TooManyPartitions) as exc:
         # Nothing can run: the attempt fails here, with the reason, before any job starts.
         receipt = MaterializeReceipt(
             lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id="none", trigger=trigger,
@@ -270,7 +287,9 @@ def begin_output(
                              inputs=digests, code_fingerprint=fingerprint_, spec_digest=spec.output_digest(output),
                              memo_key=key, memo_note=note, params=run.params, partitions=partitions)
         write_once_or_existing(backend, begun)
-        return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=key)
+        to_build = sum(1 for plan in partitions if plan.reuse is None) if spec.outputs[output].partition_by else None
+        return OutputStart(output=output, attempt=attempt, action="materialize", memo_key=key,
+                           partitions_to_build=to_build)
     receipt = MaterializeReceipt(
         lane=spec.lane, run_id=run_id, output=output, attempt=attempt, job_id="memoized", trigger=trigger,
         status="memoized", inputs=digests, outputs=[], code_fingerprint=fingerprint_,

@@ -68,7 +68,7 @@ def _live(backend: Backend, lane: str, output: str) -> CertPointer | None:
 
 def _one(spec: LaneSpec, backend: Backend | None, name: str, upstream_runs: list[str]) -> OutputPreview:
     try:
-        digests = fingerprint(resolve_inputs(spec, name))
+        digests = fingerprint(resolve_inputs(spec, name))  # no digest cache: `lane plan` writes nothing
         if upstream_runs:  # what its product inputs will hold is known once the upstream is decided
             return OutputPreview(name, "run", [f"after its upstream {', '.join(upstream_runs)} (memoized then if "
                                                "the bytes it reads do not change)"])
@@ -96,7 +96,7 @@ def _one(spec: LaneSpec, backend: Backend | None, name: str, upstream_runs: list
     if pointer.memo_key == key:
         assert backend is not None
         try:
-            resolve(backend, spec.lane, name, verify_bytes=True)
+            resolve(backend, spec.lane, name, verify_bytes=True)  # re-hashed: `lane plan` writes no cache
         except NotCertified as exc:
             reason = f"same inputs, spec and code, but the certified product cannot be reused: {exc}"
             return OutputPreview(name, "run", [reason], certification)

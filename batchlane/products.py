@@ -9,20 +9,30 @@ transform. An output whose upstream in the same run was not certified is not mat
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchlane.inputs import InputError
-from batchlane.reading import NotCertified, ResolvedProduct, bound_certification, read_proven, resolve
-from batchlane.receipts import FileDigest, InputDigest, PinnedProduct
+from batchlane.reading import (
+    NotCertified,
+    ResolvedProduct,
+    bound_certification,
+    fetch_proven,
+    read_proven,
+    resolve,
+)
+from batchlane.receipts import FileDigest, InputDigest, PinnedProduct, product_key
 from batchlane.spec import LaneSpec
-from batchlane.stores.base import Backend, ObjectStore
+from batchlane.stores.base import Backend, ObjectStore, StoreError
 
 if TYPE_CHECKING:  # data libraries load in the job and the checker only
     import pandas as pd
-    import pyarrow as pa
+
+    from batchlane.checking.references import ReferencedColumn
 
 
 def pinned(resolved: ResolvedProduct) -> PinnedProduct:
@@ -98,10 +108,16 @@ def read_product_inputs(store: ObjectStore, inputs: list[InputDigest], workdir: 
 
 
 def reference_values(backend: Backend, lane: str, output: str, column: str,
-                     pinned_input: InputDigest | None) -> tuple[pa.Array, PinnedProduct, list[FileDigest]]:
+                     pinned_input: InputDigest | None) -> tuple[ReferencedColumn, PinnedProduct, list[FileDigest]]:
     """The values of OUTPUT.COLUMN a ``references`` rule checks against, and the version they come from:
-    the version the attempt read as a product input, else the certification in force now."""
-    import pyarrow as pa
+    the version the attempt read as a product input, else the certification in force now.
+
+    The certified files are copied to a temporary directory (verified against their proof as they are
+    copied) and read from there batch by batch, never whole: beyond the checker's memory budget the rule
+    streams them into a semi-join on disk. The copies are removed when the check releases them (or when
+    the column is garbage collected). A store without local paths (S3) is read in place instead: each file
+    pinned to its proven version and hashed by one stream, then only the column read by ranged GETs."""
+    from batchlane.checking.references import ReferencedColumn
 
     if pinned_input is not None and pinned_input.product is not None:
         pin, files = pinned_input.product, pinned_input.files
@@ -111,10 +127,37 @@ def reference_values(backend: Backend, lane: str, output: str, column: str,
     else:
         resolved = resolve(backend, lane, output, verify_bytes=False)
         pin, files = pinned(resolved), list(resolved.certification.proof)
-    with tempfile.TemporaryDirectory(prefix="lane-reference-") as workdir:
+    if getattr(backend.store, "s3", None) is not None:  # an S3 store: ranged reads, no copy on disk
+        return _referenced_in_place(backend, lane, output, column, files), pin, files
+    workdir = Path(tempfile.mkdtemp(prefix="lane-reference-"))
+    try:
+        local = fetch_proven(backend.store, f"referenced product {lane}/{output}", files, workdir)
+        values = ReferencedColumn.from_parquet(local, column)
+    except KeyError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise NotCertified(f"referenced product {lane}/{output} has no column {column!r}: {exc.args[0]}") from None
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    values.release = weakref.finalize(values, shutil.rmtree, workdir, True)  # at the latest when collected
+    return values, pin, files
+
+
+def _referenced_in_place(backend: Backend, lane: str, output: str, column: str,
+                         files: list[FileDigest]) -> ReferencedColumn:
+    """OUTPUT.COLUMN of certified S3 files read by ranged GETs, each first proven by one hash stream."""
+    from batchlane.checking.references import ReferencedColumn
+    from batchlane.stores.s3_ranged import RangedReadError, proven_source
+
+    where = f"referenced product {lane}/{output}"
+    sources = []
+    for item in files:
         try:
-            table = read_proven(backend.store, f"referenced product {lane}/{output}", files, Path(workdir),
-                                columns=[column])
-        except (KeyError, pa.ArrowInvalid) as exc:
-            raise NotCertified(f"referenced product {lane}/{output} has no column {column}: {exc}") from None
-    return table.column(column).combine_chunks(), pin, files
+            sources.append(proven_source(backend.store, product_key(item.uri), version=item.version,
+                                         sha256=item.sha256, size=item.size, uri=item.uri))
+        except (RangedReadError, StoreError, ValueError) as exc:
+            raise NotCertified(f"{where}: {exc}") from None
+    try:
+        return ReferencedColumn.from_parquet(sources, column)
+    except KeyError as exc:
+        raise NotCertified(f"{where} has no column {column!r}: {exc.args[0]}") from None

@@ -8,7 +8,7 @@ check receipt, chains to it, and the SHA-256 of every certified file still match
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,9 +105,23 @@ def read_proven(store: ObjectStore, where: str, proof: list[FileDigest], workdir
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    tables = []
+    for local in _copies_proven(store, where, proof, workdir):
+        tables.append(pq.read_table(local, columns=columns))
+        local.unlink(missing_ok=True)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def fetch_proven(store: ObjectStore, where: str, proof: list[FileDigest], workdir: Path) -> list[Path]:
+    """Copy certified files into ``workdir``, each verified against its proof as it is copied (for readers that
+    stream them afterwards instead of reading them whole). NotCertified names ``where`` and the file."""
+    return list(_copies_proven(store, where, proof, workdir))
+
+
+def _copies_proven(store: ObjectStore, where: str, proof: list[FileDigest], workdir: Path) -> Iterator[Path]:
+    """Each certified file copied into ``workdir`` and verified against its proof, one at a time."""
     if not proof:
         raise NotCertified(f"{where}: the certification proves no file")
-    tables = []
     for index, item in enumerate(proof):
         try:
             key = product_key(item.uri)
@@ -119,9 +133,7 @@ def read_proven(store: ObjectStore, where: str, proof: list[FileDigest], workdir
             return store.fetch(stored, target)
 
         _proven(where, key, item, copy)
-        tables.append(pq.read_table(local, columns=columns))
-        local.unlink(missing_ok=True)
-    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        yield local
 
 
 def verify_files(backend: Backend, resolved: ResolvedProduct) -> None:
@@ -129,6 +141,20 @@ def verify_files(backend: Backend, resolved: ResolvedProduct) -> None:
     where = f"{resolved.pointer.lane}/{resolved.pointer.output}"
     for key, proof in zip(resolved.keys, resolved.certification.proof, strict=True):
         _proven(where, key, proof, backend.store.digest)
+
+
+def still_held(backend: Backend, resolved: ResolvedProduct) -> None:
+    """Every certified file still holds its proven bytes, asked of the store (``ObjectStore.holds``: S3, one HEAD
+    of the pinned version; local, a re-hash unless the planning cache knows the file unchanged): what a memo hit
+    needs before it reuses a product it does not read. NotCertified names the file otherwise."""
+    where = f"{resolved.pointer.lane}/{resolved.pointer.output}"
+    for key, proof in zip(resolved.keys, resolved.certification.proof, strict=True):
+        try:
+            held = backend.store.holds(key, proof)
+        except (StoreError, OSError) as exc:
+            raise NotCertified(f"{where}: certified file {key} cannot be read: {exc}") from None
+        if not held:
+            raise NotCertified(f"{where}: {key} changed since certification (or is gone)")
 
 
 def resolve(backend: Backend, lane: str, output: str, *, verify_bytes: bool = True) -> ResolvedProduct:

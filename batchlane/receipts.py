@@ -254,6 +254,63 @@ class PinnedReference(_Model):
     files: list[FileDigest]
 
 
+class KeyRange(_Model):
+    """The smallest and largest non-null value of one key column in one partition, computed from its data.
+    Two partitions can share a key only if, for every key column, their ranges overlap (same ``type``)."""
+
+    type: str = Field(description="the column's value type as the checker compares it (string, int64, ...)")
+    min: Any
+    max: Any
+
+
+class RuleEvidence(_Model):
+    """One rule's mergeable summary over one partition (``batchlane.checking.partitionwise``)."""
+
+    key: str = Field(description="the rule's identity: a digest of its kind, column(s) and the settings its "
+                     "evidence depends on")
+    rule: str
+    column: str | None = None
+    judged: int | None = Field(default=None, description="rows or non-null values judged in this partition")
+    failing: int = Field(default=0, exclude_if=lambda value: value == 0)
+    examples: list[Any] = Field(default_factory=list, exclude_if=_empty, description="failing values, or row "
+                                "numbers within the partition, in order of appearance")
+    state: dict[str, Any] = Field(default_factory=dict, exclude_if=_empty,
+                                  description="the rule's other mergeable values (extremes, NaN count, newest value)")
+    key_ranges: list[KeyRange | None] | None = Field(default=None, exclude_if=_is_none,
+                                                     description="unique: per key column (null: no usable range)")
+    broken: str | None = Field(default=None, exclude_if=_is_none,
+                               description="why the rule could not evaluate this partition's data")
+
+
+class PartitionEvidence(_Model):
+    """What the checker found in one partition file: its bytes as the checker hashed them, its rows, and per rule a
+    summary that merges with the other partitions' (so an unchanged partition need not be read again)."""
+
+    name: str
+    uri: str
+    sha256: str
+    size: int
+    rows: int
+    read: bool = Field(description="read by this check (false: its evidence was reused, its bytes re-hashed)")
+    rules: list[RuleEvidence] = Field(default_factory=list)
+
+
+class PartitionCheck(_Model):
+    """How a partitioned product was checked: which partitions were read, which evidence was reused, and why a
+    full read happened when it did."""
+
+    fingerprint: str = Field(description="contract (canonical form, rule options) and checker version the "
+                             "evidence depends on; evidence is reused only under the same fingerprint")
+    reused_from: str | None = Field(default=None, description="the certification (gate receipt key) whose check's "
+                                    "partition evidence was reused")
+    read: list[str] = Field(default_factory=list, description="partitions whose data this check read")
+    keys_only: list[str] = Field(default_factory=list, description="of those, partitions read only for key columns "
+                                 "(their ranges overlap a new partition's)")
+    reused: list[str] = Field(default_factory=list, description="partitions not read: evidence reused, bytes re-hashed")
+    rules_reused: list[str] = Field(default_factory=list, description="rules whose evidence was reused")
+    full_read: list[str] = Field(default_factory=list, description="why rules or partitions were read in full")
+
+
 class CheckReceipt(_Receipt):
     kind: Literal["check"] = "check"
     verdict: Verdict
@@ -265,6 +322,11 @@ class CheckReceipt(_Receipt):
     rows: int | None = None
     seconds: float
     error: str | None = None
+    partition_evidence: list[PartitionEvidence] = Field(
+        default_factory=list, exclude_if=_empty,
+        description="partitioned product: per partition, the checker's hash, rows and mergeable rule summaries")
+    partition_check: PartitionCheck | None = Field(default=None, exclude_if=_is_none,
+                                                   description="partitioned product: what was read and reused")
 
     @property
     def failing_rules(self) -> list[RuleResult]:

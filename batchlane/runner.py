@@ -38,6 +38,21 @@ from batchlane.stores.base import Backend
 PLAIN_JOBS_BEFORE_FORKING = 2  # the fork server launches with a run's 2nd job; from the 3rd on, jobs are forked
 
 
+_CHECKER_LOADED = threading.Lock()
+
+
+def _preload_checker() -> None:
+    """Import the checking engine and pandas (pyarrow imports it on first use) in the first worker thread that
+    waits for a job, so the run's first check does not pay the imports after its job. The others go on at once;
+    a check that starts meanwhile waits on the import lock, as any import would."""
+    if not _CHECKER_LOADED.acquire(blocking=False):
+        return
+    import importlib
+
+    for name in ("pandas", "batchlane.checking.engine"):
+        importlib.import_module(name)
+
+
 @dataclass
 class OutputProgress:
     output: str
@@ -125,6 +140,7 @@ class LocalRunner:
                 note_job(lease, process.pid)
                 self._children.add(process)
         if process is not None:
+            _preload_checker()  # while the job runs in its own process
             try:
                 _, stderr = process.communicate(timeout=self.job_timeout)
                 code = process.returncode if process.returncode is not None else -1

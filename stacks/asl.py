@@ -136,7 +136,9 @@ DISTRIBUTED_PROCESSOR = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
 # tests/aws/test_graph_state_machine.py; used by the P10 limits test, tests/aws/test_scale_limits.py).
 HISTORY_LIMIT = 25_000                 # events per execution, redrives included (Step Functions quota)
 PAYLOAD_LIMIT = 256 * 1024             # bytes per state input/output or task result (Step Functions quota)
-# one iteration: Begin ... Decide; "checked_in_batch": a product above the check function's budget (CheckJob)
+# one iteration: Begin ... Decide; "checked_in_batch": a product above the check function's budget (CheckJob).
+# "built" is the same for a plain job (Materialize) and a partitioned output's array job (MaterializeArray, one
+# Task however many children: tests/aws/test_partitions_aws.py); ToRun? routes between them, no extra state.
 EVENTS_PER_OUTPUT = {"built": 27, "checked_in_batch": 33, "blocked": 11, "memoized": 11}
 EVENTS_PER_WAVE = {"inline": 10, "distributed": 12}                  # Waves?, SelectWave, the Map (+ Map Run), NextWave
 EVENTS_PER_RUN = 23                    # ExecutionStarted, Plan, the last Waves?, CloseRun, Settle, Settled?, Done, end

@@ -25,7 +25,8 @@ from stacks.nag import ack
 # The state machine overrides the command per job; the image's WORKDIR is /app.
 JOB_COMMAND_HELP = ["python", "/app/functions/materialize/main.py", "--help"]
 CHECK_JOB_COMMAND_HELP = ["python", "/app/functions/check/job.py", "--help"]
-CHECK_JOB_DISK_GIB = 200       # Fargate's largest ephemeral storage: the core fetches product files to disk
+CHECK_JOB_DISK_GIB = 200       # Fargate's largest ephemeral storage: products are read in place (ranged GETs); disk
+                               # holds the spills of memory-bounded rules (unique, references) under --max-memory
 
 
 @dataclass(frozen=True)

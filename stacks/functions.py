@@ -37,6 +37,8 @@ class FunctionsProps:
     resolve_url_ttl_seconds: int = 900
     glue_database: str | None = None      # Glue publication (stacks/catalog.py): the gate syncs the catalog
     check_lambda_max_bytes: int = 2 * 1024**3   # above it the check function routes the product to the check job
+    job_timeout_seconds: int = 3600      # one materializer job's Batch timeout (each child of an array job's too)
+    job_slots: int = 16                  # materializer jobs that run at once (compute environment vCPUs / a job's)
 
 
 class LaneFunctions(Construct):
@@ -62,8 +64,11 @@ class LaneFunctions(Construct):
             "GateFunction", "functions.gate.handler.handler",
             memory=1024, timeout=GATE_TIMEOUT, tmp=Size.gibibytes(10),    # proofs are re-hashed from /tmp
             description="gate (plan, begin, record_crash, decide, settle, close)",
-            # decide, close and repair publish the certification in force to Glue (batchlane.glue_catalog)
-            extra_env={"LANE_GLUE_DATABASE": props.glue_database} if props.glue_database else None)
+            # decide, close and repair publish the certification in force to Glue (batchlane.glue_catalog); begin
+            # sizes an array job's wait by the rounds its children run in (batchlane.partitions)
+            extra_env={"LANE_JOB_TIMEOUT_SECONDS": str(props.job_timeout_seconds),
+                       "LANE_JOB_SLOTS": str(props.job_slots),
+                       **({"LANE_GLUE_DATABASE": props.glue_database} if props.glue_database else {})})
         grant_lane_objects(self.gate_role, bucket, read=[STAGING, RECEIPTS], write=[RECEIPTS])
         grant_ledger(self.gate_role, table, "write", outbox_delete=True)
         self.gate_role.add_to_principal_policy(iam.PolicyStatement(

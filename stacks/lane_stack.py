@@ -51,6 +51,11 @@ def materialize_timeout_seconds(settings: LaneSettings) -> int:
     return (settings.runnable_timeout_minutes + settings.job_timeout_minutes) * 60 + JOB_START_MARGIN_SECONDS
 
 
+def job_slots(settings: LaneSettings) -> int:
+    """Materializer jobs (or array children) the compute environment runs at once: its vCPUs over a job's."""
+    return max(1, int(settings.max_vcpus // settings.job_vcpu))
+
+
 class LaneStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, spec: LaneSpec, asl: AslUsage, settings: LaneSettings,
                  repo_root: Path = REPO_ROOT, **kwargs: Any) -> None:
@@ -102,7 +107,9 @@ class LaneStack(Stack):
             props=FunctionsProps(lane=lane, environment=environment, input_scopes=scopes,
                                  input_kms_key_arns=settings.input_kms_key_arns,
                                  log_retention_days=settings.log_retention_days, glue_database=glue_database,
-                                 check_lambda_max_bytes=settings.check_lambda_max_bytes),
+                                 check_lambda_max_bytes=settings.check_lambda_max_bytes,
+                                 job_timeout_seconds=settings.job_timeout_minutes * 60,
+                                 job_slots=job_slots(settings)),
             image=image, bucket=storage.bucket, table=storage.table, bus=storage.bus)
         self.catalog: LaneCatalog | None = None
         if glue_database:

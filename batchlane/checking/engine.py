@@ -24,11 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
+from batchlane.checking import rowgroups
 from batchlane.checking import rules as r
 from batchlane.checking.arrowtypes import is_numeric, is_string_like, is_temporal, matches, value_type
 from batchlane.checking.change import Baseline, change_results
 from batchlane.checking.errors import CheckError, ReferenceUnavailable
-from batchlane.checking.filehash import BackgroundHash
+from batchlane.checking.filehash import BackgroundHash, FileSource, ObjectSource
 from batchlane.checking.footer import (
     FooterCrossCheck,
     cheapest_leaf,
@@ -44,7 +45,11 @@ from batchlane.spec import ColumnRules, Contract
 if TYPE_CHECKING:  # DuckDB loads only for contracts with `expect:` rules
     import duckdb
 
-ReferenceResolver = Callable[[str, str], pa.Array]
+    from batchlane.checking.references import ReferencedColumn
+    from batchlane.checking.reuse import Partitioning
+
+# (output, column) -> the referenced values: a ReferencedColumn (read in batches) or an Arrow array
+ReferenceResolver = Callable[[str, str], "ReferencedColumn | pa.Array | pa.ChunkedArray"]
 _DEFAULT_FUTURE_SKEW = "5m"  # what ColumnRules.future_skew_delta means when future_skew is not set
 # What a rule kernel raises on values or types it cannot handle; the rule then FAILs saying so.
 _EVALUATION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, NotImplementedError)
@@ -52,7 +57,7 @@ _EVALUATION_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, N
 
 @dataclass(frozen=True)
 class _Product:
-    paths: list[Path]
+    paths: list[FileSource]   # local files, or objects read in place (ObjectSource)
     uris: list[str]
     files: list[pq.ParquetFile]
 
@@ -62,7 +67,9 @@ class _Product:
         return sum(f.metadata.num_rows for f in self.files)
 
 
-def _open(path: Path, uri: str) -> pq.ParquetFile:
+def _open(path: FileSource, uri: str) -> pq.ParquetFile:
+    if isinstance(path, ObjectSource):
+        return _open_object(path, uri)
     if not path.is_file():
         raise CheckError(f"{uri}: file not found")
     if path.stat().st_size == 0:
@@ -70,6 +77,18 @@ def _open(path: Path, uri: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError with varied messages
+        raise CheckError(f"{uri}: not a readable Parquet file: {exc}") from exc
+
+
+def _open_object(source: ObjectSource, uri: str) -> pq.ParquetFile:
+    """Parquet read in place through the source's seekable file (footer now, column chunks as scanned)."""
+    if source.size == 0:
+        raise CheckError(f"{uri}: empty file (0 bytes), not Parquet")
+    try:
+        return pq.ParquetFile(source.open())
+    except OSError as exc:  # the source's SourceReadError (changed, deleted, unreachable), or pyarrow's I/O error
+        raise CheckError(f"{uri}: cannot be read: {exc}") from exc
+    except Exception as exc:  # pyarrow raises ArrowInvalid with varied messages
         raise CheckError(f"{uri}: not a readable Parquet file: {exc}") from exc
 
 
@@ -190,13 +209,9 @@ def _references(name: str, label: str, target: tuple[str, str], kind: pa.DataTyp
         values = reference_values(*target)
     except ReferenceUnavailable as exc:
         return _fixed("references", name, label, f"referenced product unavailable: {exc}")
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    try:
-        values = r.plain(values).drop_null().cast(r.plain(pa.array([], type=kind)).type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        return _fixed("references", name, label, f"referenced values of type {values.type} do not fit {kind}: {exc}")
-    return r.InSet("references", name, values, label)
+    from batchlane.checking import references  # in memory, or a semi-join on disk beyond the budget
+
+    return references.evaluator(name, label, values, kind)
 
 
 def _with_options(evaluators: list[r.Evaluator], options: dict[str, RuleOptions]) -> list[r.Evaluator]:
@@ -382,7 +397,8 @@ def _row_groups(product: _Product, file: int, names: Sequence[str],
                 counting_leaf: int | None = None) -> Iterator[tuple[int, pa.Table]]:
     """(row group number, table of the top-level fields ``names``) for each row group of one file.
 
-    Without names, ``counting_leaf`` alone is read: its rows are counted, its values unused.
+    Without names, ``counting_leaf`` alone is read: its rows are counted, its values unused. Under a memory
+    budget a row group too big for it comes as several tables (bounded parts, in row order: ``rowgroups``).
     """
     path, uri, footer_only = product.paths[file], product.uris[file], product.files[file]
     leaves = sorted(leaf for name in names for leaf in leaf_indices(footer_only, name))
@@ -391,9 +407,19 @@ def _row_groups(product: _Product, file: int, names: Sequence[str],
     dictionaries = _dictionary_leaves(footer_only, names)
     parquet = footer_only
     if dictionaries:
-        parquet = pq.ParquetFile(path, read_dictionary=dictionaries, metadata=footer_only.metadata)
+        parquet = pq.ParquetFile(path.open() if isinstance(path, ObjectSource) else path,
+                                 read_dictionary=dictionaries, metadata=footer_only.metadata)
+    streaming: pq.ParquetFile | None = None  # a row group too big for the budget is read in parts through it
     try:
         for group in range(parquet.metadata.num_row_groups):
+            part_rows = rowgroups.batch_rows(parquet.metadata, group, leaves, dictionaries)
+            if part_rows is not None:
+                if streaming is None:
+                    streaming = rowgroups.open_streaming(path.open() if isinstance(path, ObjectSource) else path,
+                                                         footer_only.metadata, dictionaries)
+                for part in rowgroups.parts(streaming, group, leaves, part_rows, f"{uri}: row group {group}"):
+                    yield group, part
+                continue
             try:
                 table = parquet.reader.read_row_group(group, column_indices=leaves, use_threads=True)
             except Exception as exc:
@@ -402,6 +428,8 @@ def _row_groups(product: _Product, file: int, names: Sequence[str],
     finally:
         if parquet is not footer_only:
             parquet.close()
+        if streaming is not None:
+            streaming.close()
 
 
 def _batches(product: _Product, columns: Sequence[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
@@ -415,7 +443,7 @@ def _batches(product: _Product, columns: Sequence[str]) -> Iterator[tuple[pa.Rec
 
 
 def run_check(
-    paths: Sequence[Path],
+    paths: Sequence[FileSource],
     contract: Contract,
     *,
     uris: Sequence[str] | None,
@@ -423,9 +451,10 @@ def run_check(
     now: dt.datetime | None,
     footer_hints: bool,
     baseline: Baseline | None = None,
+    partitions: Partitioning | None = None,
 ) -> CheckOutcome:
     started = time.perf_counter()
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, ObjectSource) else Path(p) for p in paths]
     if not paths:
         raise CheckError("a product needs at least one file")
     uris = list(uris) if uris is not None else [str(p) for p in paths]
@@ -437,7 +466,7 @@ def run_check(
             opened.append(_open(path, uri))
         product = _Product(paths, uris, opened)
         hashing = BackgroundHash(paths)  # runs while we scan
-        return _check(product, hashing, contract, now, reference_values, footer_hints, started, baseline)
+        return _check(product, hashing, contract, now, reference_values, footer_hints, started, baseline, partitions)
     finally:
         for parquet in opened:
             parquet.close()
@@ -476,9 +505,14 @@ class _Scan:
 
 def _check(product: _Product, hashing: BackgroundHash, contract: Contract, now: dt.datetime | None,
            reference_values: ReferenceResolver | None, footer_hints: bool, started: float,
-           baseline: Baseline | None) -> CheckOutcome:
+           baseline: Baseline | None, partitions: Partitioning | None = None) -> CheckOutcome:
     sql = _Sql()
     try:
+        if partitions is not None:  # per-partition evidence, reused where it holds (``partitionwise``)
+            from batchlane.checking.partitionwise import check_partitioned
+
+            return check_partitioned(product, hashing, contract, now, reference_values, footer_hints, started,
+                                     baseline, sql, partitions)
         return _check_with(product, hashing, contract, now, reference_values, footer_hints, started, baseline, sql)
     finally:
         sql.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -184,6 +184,31 @@ class Contradiction:
         return f"{where}{column}: footer {self.what} {self.footer}, data {self.what} {self.data}"
 
 
+@dataclass
+class _ColumnTally:
+    """What the data of one column of a row group held so far: nulls and (min, max) in the claim's domain."""
+
+    domain: _Domain
+    stats: Any
+    claimed: tuple[Any, Any] | None
+    nulls: int = 0
+    low: Any = None
+    high: Any = None
+
+    def extend(self, bounds: tuple[Any, Any] | None) -> None:
+        if bounds is None:
+            return
+        self.low = bounds[0] if self.low is None else min(self.low, bounds[0])
+        self.high = bounds[1] if self.high is None else max(self.high, bounds[1])
+
+
+@dataclass
+class _Tally:
+    where: tuple[int, int]  # (file, row group)
+    rows: int = 0
+    columns: dict[str, _ColumnTally] = field(default_factory=dict)
+
+
 class FooterCrossCheck:
     """Compares each file's footer with the data scanned from it; ``results`` lists the contradictions."""
 
@@ -192,6 +217,7 @@ class FooterCrossCheck:
         self.files = list(files)
         self.found: list[Contradiction] = []
         self._domains: dict[tuple[int, str], tuple[int, _Domain] | None] = {}
+        self._pending: _Tally | None = None  # the row group whose parts are being read
 
     def _domain(self, file: int, name: str, arrow_type: pa.DataType) -> tuple[int, _Domain] | None:
         key = (file, name)
@@ -203,10 +229,16 @@ class FooterCrossCheck:
         return self._domains[key]
 
     def row_group(self, file: int, group: int, table: pa.Table) -> None:
-        uri, metadata = self.uris[file], self.files[file].metadata
-        row_group = metadata.row_group(group)
-        if table.num_rows != row_group.num_rows:
-            self.found.append(Contradiction(None, uri, group, "rows", row_group.num_rows, table.num_rows))
+        """Compare one row group's claims with its data. A row group read in parts (bounded batches) is passed
+        part by part, in order: its claims are compared once its last part is in (the next row group,
+        ``file_done`` or ``results`` says so), exactly as for the whole row group at once."""
+        if self._pending is not None and self._pending.where != (file, group):
+            self._settle()
+        if self._pending is None:
+            self._pending = _Tally((file, group))
+        tally = self._pending
+        row_group = self.files[file].metadata.row_group(group)
+        tally.rows += table.num_rows
         for name in table.column_names:
             column = table.column(name)
             found = self._domain(file, name, column.type)
@@ -217,28 +249,41 @@ class FooterCrossCheck:
             stats = chunk.statistics if chunk.is_stats_set else None
             if stats is None:
                 continue
-            if stats.has_null_count and stats.null_count != column.null_count:
-                self.found.append(Contradiction(name, uri, group, "null_count", stats.null_count, column.null_count))
-            claimed = domain.claimed(stats)
-            if claimed is None:
+            seen = tally.columns.setdefault(name, _ColumnTally(domain, stats, domain.claimed(stats)))
+            seen.nulls += column.null_count
+            if seen.claimed is not None:
+                seen.extend(_data_bounds(column, domain, seen.claimed))
+
+    def _settle(self) -> None:
+        tally, self._pending = self._pending, None
+        if tally is None:
+            return
+        file, group = tally.where
+        uri, row_group = self.uris[file], self.files[file].metadata.row_group(group)
+        if tally.rows != row_group.num_rows:
+            self.found.append(Contradiction(None, uri, group, "rows", row_group.num_rows, tally.rows))
+        for name, seen in tally.columns.items():
+            domain, stats, claimed = seen.domain, seen.stats, seen.claimed
+            if stats.has_null_count and stats.null_count != seen.nulls:
+                self.found.append(Contradiction(name, uri, group, "null_count", stats.null_count, seen.nulls))
+            if claimed is None or seen.low is None:
                 continue
-            bounds = _data_bounds(column, domain, claimed)
-            if bounds is None:
-                continue
-            if bounds[0] < claimed[0] or (domain.exact and bounds[0] != claimed[0]):
+            if seen.low < claimed[0] or (domain.exact and seen.low != claimed[0]):
                 self.found.append(Contradiction(name, uri, group, "min", domain.shown(claimed[0]),
-                                                domain.shown(bounds[0])))
-            if bounds[1] > claimed[1] or (domain.exact and bounds[1] != claimed[1]):
+                                                domain.shown(seen.low)))
+            if seen.high > claimed[1] or (domain.exact and seen.high != claimed[1]):
                 self.found.append(Contradiction(name, uri, group, "max", domain.shown(claimed[1]),
-                                                domain.shown(bounds[1])))
+                                                domain.shown(seen.high)))
 
     def file_done(self, file: int, rows: int) -> None:
+        self._settle()
         stated = self.files[file].metadata.num_rows
         if rows != stated:
             self.found.append(Contradiction(None, self.uris[file], None, "rows", stated, rows))
 
     def results(self) -> list[RuleResult]:
         """One FAIL per column (and one for row counts) whose footer contradicts the data; none when all agree."""
+        self._settle()
         by_column: dict[str | None, list[Contradiction]] = {}
         for item in self.found:
             by_column.setdefault(item.column, []).append(item)

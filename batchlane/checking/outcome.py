@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from batchlane.receipts import FileDigest, RuleResult
+from batchlane.receipts import FileDigest, PartitionCheck, PartitionEvidence, RuleResult
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,9 @@ class CheckOutcome:
     rows: int
     files: list[FileDigest]      # SHA-256 + size + rows + Arrow schema of each checked file
     seconds: float
+    # A partitioned product (``partitions=`` given): per-partition evidence, and what was read or reused.
+    partition_evidence: list[PartitionEvidence] = field(default_factory=list)
+    partition_check: PartitionCheck | None = None
 
     @property
     def failing_rules(self) -> list[RuleResult]:
@@ -27,7 +30,7 @@ class CheckOutcome:
         return [rule for rule in self.rules if rule.warning]
 
     def to_json(self) -> dict:
-        document = {
+        document: dict[str, object] = {
             "verdict": self.verdict,
             "rows": self.rows,
             "seconds": self.seconds,
@@ -35,4 +38,6 @@ class CheckOutcome:
             "rules": [rule.model_dump(mode="json") for rule in self.rules],
             "warnings": [rule.label for rule in self.warnings],
         }
+        if self.partition_check is not None:
+            document["partition_check"] = self.partition_check.model_dump(mode="json")
         return document

@@ -7,9 +7,11 @@ Nothing here reads Parquet footers; the engine cross-checks those separately.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -32,11 +34,48 @@ SAMPLE = 5
 Rescan = Callable[[tuple[str, ...]], Iterable[pa.RecordBatch]]
 
 
+@dataclass
+class Partial:
+    """One partition's share of a partition-wise mergeable rule: ``absorb`` adds it to an evaluator exactly as if
+    that partition's batches had been fed to it. ``examples`` are failing values, or row numbers counted from the
+    partition's first row; ``state`` holds only JSON values (it is stored in check receipts and read back)."""
+
+    judged: int | None
+    failing: int
+    examples: list[Any]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def merge_distinct(samples: list[Any], values: Iterable[Any]) -> None:
+    """Add ``values`` (one partition's distinct failing values, in order) to ``samples`` as ``_add_distinct`` does
+    batch by batch: the first SAMPLE distinct values in order of appearance."""
+    for value in values:
+        if len(samples) >= SAMPLE:
+            return
+        if value not in samples:
+            samples.append(value)
+
+
 class Evaluator:
     columns: tuple[str, ...] = ()
     # Severity and tolerances of the rules this evaluator judges, by rule name (set by the engine only when a
     # contract uses the structured form: the common path never looks at them).
     options: Mapping[str, RuleOptions] = {}
+    # Partition-wise mergeable (``fresh``, ``partial`` and ``absorb`` implemented): the evidence of a product of
+    # several partitions is the merge of each partition's, in partition order (``batchlane.checking.partitionwise``).
+    mergeable = False
+
+    def fresh(self) -> Evaluator:
+        """A new evaluator with the same rule and settings and nothing fed yet."""
+        raise NotImplementedError
+
+    def partial(self) -> Partial:
+        """What was fed so far (one partition), as a mergeable summary."""
+        raise NotImplementedError
+
+    def absorb(self, partial: Partial, offset: int) -> None:
+        """Add a partition's summary as if its batches were fed now; ``offset`` is its first row's number."""
+        raise NotImplementedError
 
     def judged(self) -> int | None:
         """The rows (or non-null values) the rule judged, after ``finish``: the denominator of a tolerance.
@@ -57,6 +96,12 @@ class Evaluator:
         """Its results as FAILs with ``reason``: the data could not be evaluated by this rule."""
         return [RuleResult(rule=rule, column=column, passed=False, expected=expected, observed=None, detail=reason)
                 for rule, column, expected in self.describe()]
+
+
+def _renewed(evaluator: Evaluator, fresh: Evaluator) -> Evaluator:
+    if "options" in vars(evaluator):
+        fresh.options = evaluator.options
+    return fresh
 
 
 def _count(value: pa.Scalar) -> int:
@@ -125,6 +170,20 @@ class NotNull(Evaluator):
 
     def describe(self):
         return [("not_null", self.column, 0)]
+
+    mergeable = True
+
+    def fresh(self):
+        return _renewed(self, NotNull(self.column))
+
+    def partial(self):
+        return Partial(self.seen, self.nulls, list(self.rows))
+
+    def absorb(self, partial, offset):
+        self.seen += partial.judged or 0
+        self.nulls += partial.failing
+        if len(self.rows) < SAMPLE:
+            self.rows.extend(offset + int(row) for row in partial.examples[: SAMPLE - len(self.rows)])
 
     def finish(self, rescan):
         return [RuleResult(
@@ -209,6 +268,30 @@ class Range(Evaluator):
         return [(rule, self.column, jsonable(bound)) for rule, bound in (("min", self.low), ("max", self.high))
                 if bound is not None]
 
+    mergeable = True
+
+    def fresh(self):
+        return _renewed(self, Range(self.column, self.arrow_type, self.low, self.high))
+
+    def partial(self):
+        return Partial(self.values, self.below + self.above + self.nans, [], {
+            "minimum": _encode_extreme(self.minimum), "maximum": _encode_extreme(self.maximum), "nans": self.nans,
+            "below": self.below, "above": self.above, "below_examples": list(self.below_sample),
+            "above_examples": list(self.above_sample)})
+
+    def absorb(self, partial, offset):
+        state = partial.state
+        self.values += partial.judged or 0
+        self.nans += int(state["nans"])
+        low, high = _decode_extreme(state["minimum"]), _decode_extreme(state["maximum"])
+        if low is not None:
+            self.minimum = low if self.minimum is None else min(self.minimum, low)
+            self.maximum = high if self.maximum is None else max(self.maximum, high)
+        self.below += int(state["below"])
+        self.above += int(state["above"])
+        merge_distinct(self.below_sample, state["below_examples"])
+        merge_distinct(self.above_sample, state["above_examples"])
+
     def finish(self, rescan):
         results = []
         if self.low is not None:
@@ -248,10 +331,28 @@ class InSet(Evaluator):
         outside = _failing_rows(array, member)
         if outside:
             self.outside += outside
-            _add_distinct(self.examples, failing_values(array, member))
+            self._remember(failing_values(array, member))
+
+    def _remember(self, failing: pa.Array) -> None:
+        _add_distinct(self.examples, failing)
 
     def describe(self):
         return [(self.rule, self.column, self.expected)]
+
+    mergeable = True
+
+    def fresh(self):
+        renewed = copy.copy(self)  # the same class, set and options; its casts stay shared
+        renewed.outside, renewed.values, renewed.examples = 0, 0, []
+        return renewed
+
+    def partial(self):
+        return Partial(self.values, self.outside, list(self.examples))
+
+    def absorb(self, partial, offset):
+        self.values += partial.judged or 0
+        self.outside += partial.failing
+        merge_distinct(self.examples, partial.examples)
 
     def finish(self, rescan):
         return [RuleResult(
@@ -259,6 +360,22 @@ class InSet(Evaluator):
             observed=self.outside, failing_count=self.outside, failing_sample=self.examples,
             detail=f"{self.outside} non-null values not in the set" if self.outside else None,
         )]
+
+
+class References(InSet):
+    """``references`` with the referenced values held in memory (``references.py`` decides when they fit).
+
+    Its sample is exactly the first 5 distinct failing values in row order, as the spilled semi-join
+    finds them too (the plain set rule looks at the first 4,096 failing values of a batch only)."""
+
+    def __init__(self, column: str, value_set: pa.Array, expected: Any) -> None:
+        super().__init__("references", column, value_set, expected)
+
+    def _remember(self, failing: pa.Array) -> None:
+        for start in range(0, len(failing), 4096):
+            if len(self.examples) >= SAMPLE:
+                return
+            _add_distinct(self.examples, failing.slice(start, 4096))  # 10 distinct looked at: all new ones kept
 
 
 def accepted_value_set(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
@@ -307,6 +424,22 @@ class Regex(Evaluator):
 
     def describe(self):
         return [("regex", self.column, self.pattern)]
+
+    mergeable = True
+
+    def fresh(self):
+        return _renewed(self, Regex(self.column, self.pattern))
+
+    def partial(self):
+        return Partial(self.values, self.failing, list(self.examples), {"error": self.error} if self.error else {})
+
+    def absorb(self, partial, offset):
+        if self.error:
+            return  # as when scanning: nothing after the pattern failed counts
+        self.values += partial.judged or 0
+        self.failing += partial.failing
+        merge_distinct(self.examples, partial.examples)
+        self.error = partial.state.get("error")
 
     def finish(self, rescan):
         return [RuleResult(
@@ -393,6 +526,34 @@ class MaxAge(Evaluator):
     def describe(self):
         return [("max_age", self.column, self._expected())]
 
+    mergeable = True
+
+    def fresh(self):
+        renewed = copy.copy(self)
+        renewed.newest_ns, renewed.newest_date, renewed.future, renewed.future_sample = None, None, 0, []
+        return renewed
+
+    def partial(self):
+        return Partial(None, self.future, list(self.future_sample),
+                       {"newest_ns": self.newest_ns, "newest_date": self.newest_date})
+
+    def absorb(self, partial, offset):
+        newest_ns, newest_date = partial.state.get("newest_ns"), partial.state.get("newest_date")
+        if newest_ns is not None:
+            if newest_date is not None:  # a partition of dates: the same rule as ``_update_dates``
+                if self.newest_ns is None or newest_ns > self.newest_ns:
+                    self.newest_ns, self.newest_date = int(newest_ns), int(newest_date)
+            else:
+                self.newest_ns = int(newest_ns) if self.newest_ns is None else max(self.newest_ns, int(newest_ns))
+        self.future += partial.failing
+        merge_distinct(self.future_sample, partial.examples)
+
+    def in_future(self, partial: Partial) -> bool:
+        """Whether a partition's newest value lies after this check's ``not_after`` (its future count must then be
+        counted from its data; otherwise it has no value in the future now, whatever was counted before)."""
+        newest_ns = partial.state.get("newest_ns")
+        return newest_ns is not None and int(newest_ns) > self.not_after_ns
+
     def finish(self, rescan):
         expected = self._expected()
         if self.newest_ns is None:
@@ -423,11 +584,34 @@ def _ns_since_epoch(moment: dt.datetime) -> int:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def _encode_extreme(value: Any) -> Any:
+    """A numeric column's extreme as JSON that reads back exactly (floats as hex, decimals as text)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float):
+        return {"float": value.hex()}
+    if isinstance(value, decimal.Decimal):
+        return {"decimal": str(value)}
+    raise ValueError(f"an extreme of type {type(value).__name__} cannot be kept as partition evidence")
+
+
+def _decode_extreme(value: Any) -> Any:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, dict) and set(value) == {"float"}:
+        return float.fromhex(value["float"])
+    if isinstance(value, dict) and set(value) == {"decimal"}:
+        return decimal.Decimal(value["decimal"])
+    raise ValueError(f"partition evidence holds an extreme it cannot read: {value!r}")
+
+
 class Unique(Evaluator):
     def __init__(self, columns: Sequence[str], types: Sequence[pa.DataType], capacity: int) -> None:
         self.columns = tuple(columns)
         self.keys = KeyCollector(columns, types, capacity)
         self.non_null: int | None = None
+        # Non-null keys in partitions not fed because none of their keys can repeat (``partitionwise``).
+        self.unread_non_null = 0
 
     def judged(self):
         return self.non_null
@@ -444,10 +628,10 @@ class Unique(Evaluator):
 
     def finish(self, rescan):
         report = self.keys.finish(rescan)
-        self.non_null = report.non_null
-        distinct = report.non_null - report.duplicate_rows
+        self.non_null = report.non_null + self.unread_non_null
+        distinct = self.non_null - report.duplicate_rows
         passed = report.duplicate_rows == 0
-        detail = f"{distinct} distinct keys in {report.non_null} rows without nulls"
+        detail = f"{distinct} distinct keys in {self.non_null} rows without nulls"
         if not passed:
             detail += f"; {report.repeated_keys} keys repeat"
         return [RuleResult(
@@ -472,6 +656,17 @@ class RowCount(Evaluator):
 
     def describe(self):
         return [("row_count", None, self._expected())]
+
+    mergeable = True
+
+    def fresh(self):
+        return _renewed(self, RowCount(self.low, self.high))
+
+    def partial(self):
+        return Partial(self.rows, 0, [])
+
+    def absorb(self, partial, offset):
+        self.rows += partial.judged or 0
 
     def finish(self, rescan):
         passed = (self.low is None or self.rows >= self.low) and (self.high is None or self.rows <= self.high)

@@ -12,6 +12,9 @@ duplicates are all counted inside one partition and the partitions' counts simpl
   values (no hash decides anything), giving per key its count and first row. The sample is the
   repeated keys of the smallest first rows, as the in-memory path orders it.
 
+The partitioner (``PartitionFiles``: Arrow tables in one IPC file per partition, chosen by a salted hash of
+each row's key) is shared with the ``references`` semi-join beyond the budget (``references.py``).
+
 A partition too big for the memory still free is split again with a different hash (``MAX_DEPTH``
 levels); one that cannot be split (one key repeated very often) is counted in chunks, whose memory
 grows with its distinct keys only. ``STATS`` counts what happened (tests assert the path taken).
@@ -56,11 +59,12 @@ class SpillError(ValueError):
 
 
 @contextmanager
-def _disk(label: str, directory: Path) -> Iterator[None]:
+def disk(label: str, directory: Path, rule: str = "unique", what: str = "keys") -> Iterator[None]:
+    """OSError while spilling becomes a SpillError naming the rule, the directory and the remedies."""
     try:
         yield
     except OSError as exc:
-        raise SpillError(f"unique({label}): spilling keys beyond the memory budget to {directory} failed: {exc}; "
+        raise SpillError(f"{rule}({label}): spilling {what} beyond the memory budget to {directory} failed: {exc}; "
                          "give the checker more memory (max_memory) or more temporary disk (TMPDIR)") from None
 
 
@@ -107,7 +111,7 @@ def fanout_for(expected_bytes: int, target_bytes: int) -> int:
     return fanout
 
 
-def _partition_ids(hashes: np.ndarray, depth: int, fanout: int) -> np.ndarray:
+def partition_ids(hashes: np.ndarray, depth: int, fanout: int) -> np.ndarray:
     """Partition of each 64-bit key or hash: the top bits of a salted Fibonacci hash (one multiply; a new
     salt at each depth, so a partition split again spreads differently). Equal inputs, equal partitions."""
     bits = fanout.bit_length() - 1
@@ -122,11 +126,11 @@ def _grouped_order(ids: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray
     return order, bounds
 
 
-class _Directory:
+class SpillDirectory:
     """A private temporary directory removed when the spill is finished or garbage collected."""
 
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="lane-spill-"))
+    def __init__(self, prefix: str = "lane-spill-") -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
 
     def remove(self) -> None:
@@ -143,8 +147,8 @@ class ExactSpill:
         self.budget = budget
         self.label = label
         self.fanout = fanout_for(int(expected_keys * _EXACT_BYTES_PER_KEY), self._target())
-        with _disk(label, Path(tempfile.gettempdir())):
-            self.directory = _Directory()
+        with disk(label, Path(tempfile.gettempdir())):
+            self.directory = SpillDirectory()
             self.paths = [self.directory.path / f"p{index:03d}.bin" for index in range(self.fanout)]
             self.handles: list[BinaryIO] = [open(path, "wb") for path in self.paths]  # noqa: SIM115 - closed in finish
         self.non_null = 0
@@ -158,10 +162,10 @@ class ExactSpill:
 
     def add(self, keys: np.ndarray) -> None:
         self.non_null += len(keys)
-        with _disk(self.label, self.directory.path):
+        with disk(self.label, self.directory.path):
             for start, end in _slices(len(keys), self.budget):
                 part = keys[start:end]
-                _write_exact(part, _partition_ids(part, 0, self.fanout), self.fanout, self.handles)
+                _write_exact(part, partition_ids(part, 0, self.fanout), self.fanout, self.handles)
 
     def discard(self) -> None:
         """Drop everything written (the key set was decided another way, or the check failed)."""
@@ -171,7 +175,7 @@ class ExactSpill:
 
     def finish(self) -> SpillReport:
         try:
-            with _disk(self.label, self.directory.path):
+            with disk(self.label, self.directory.path):
                 return self._finish()
         finally:
             self.directory.remove()
@@ -217,7 +221,7 @@ class ExactSpill:
         handles = [open(child, "wb") for child in children]  # noqa: SIM115 - closed below
         try:
             for chunk in _chunks(path, self._chunk_keys()):
-                _write_exact(chunk, _partition_ids(chunk, depth, fanout), fanout, handles)
+                _write_exact(chunk, partition_ids(chunk, depth, fanout), fanout, handles)
         finally:
             for handle in handles:
                 handle.close()
@@ -350,11 +354,10 @@ class HashedSpill:
         self.width = width
         self.label = label
         self.expected_rows = expected_rows
-        with _disk(label, Path(tempfile.gettempdir())):
-            self.directory = _Directory()
+        with disk(label, Path(tempfile.gettempdir())):
+            self.directory = SpillDirectory()
         self.fanout = 0  # chosen with the first batch, from its bytes per row
-        self.paths: list[Path] = []
-        self.writers: list[pa.ipc.RecordBatchStreamWriter | None] = []
+        self.files: PartitionFiles | None = None
         self.schema: pa.Schema | None = None
         self.non_null = 0
         STATS.key_sets += 1
@@ -368,42 +371,36 @@ class HashedSpill:
             per_row = max(table.nbytes / table.num_rows, 16)
             target = max(self.budget.key_limit // (2 * _HASHED_BYTES_FACTOR), _MIN_PARTITION)
             self.fanout = fanout_for(int(self.expected_rows * per_row), target)
-            self.paths = [self.directory.path / f"p{index:03d}.arrow" for index in range(self.fanout)]
-            self.writers = [None] * self.fanout
+            self.files = PartitionFiles(self.directory.path, "p", self.fanout)
             STATS.partitions += self.fanout
             log.info("unique(%s): about %d keys do not fit in %s: spilling to %d partitions in %s",
                      self.label, self.expected_rows, describe(self.budget.free), self.fanout, self.directory.path)
         elif table.schema != self.schema:
             table = table.cast(self.schema)  # e.g. timestamp units differing between files
         self.non_null += table.num_rows
-        with _disk(self.label, self.directory.path):
-            for start, end in _slices(table.num_rows, self.budget):
-                _write_tables(table.slice(start, end - start), _partition_ids(hashes[start:end], 0, self.fanout),
-                              self.fanout, self.paths, self.writers)
+        assert self.files is not None
+        with disk(self.label, self.directory.path):
+            self.files.add(table, hashes, self.budget)
 
     def discard(self) -> None:
         """Drop everything written (the check failed before the key set was decided)."""
-        for writer in self.writers:
-            if writer is not None:
-                writer.close()
-        self.writers = [None] * len(self.writers)
+        if self.files is not None:
+            self.files.close()
         self.directory.remove()
 
     def finish(self) -> SpillReport:
         try:
-            with _disk(self.label, self.directory.path):
+            with disk(self.label, self.directory.path):
                 return self._finish()
         finally:
             self.directory.remove()
 
     def _finish(self) -> SpillReport:
-        for writer in self.writers:
-            if writer is not None:
-                writer.close()
         duplicates, repeated, firsts = 0, 0, []
-        for path, writer in zip(self.paths, self.writers, strict=True):
-            if writer is None:
-                continue
+        if self.files is None:
+            return SpillReport(self.non_null, 0, 0, [])
+        self.files.close()
+        for path in self.files.written():
             found = self._partition(path, depth=0)
             duplicates += found[0]
             repeated += found[1]
@@ -425,9 +422,7 @@ class HashedSpill:
         return self._grouped(path)
 
     def _batches(self, path: Path) -> Iterable[pa.Table]:
-        with pa.memory_map(str(path)) as source, pa.ipc.open_stream(source) as reader:
-            for batch in reader:
-                yield pa.Table.from_batches([batch])
+        return read_tables(path)
 
     def _grouped(self, path: Path) -> tuple[int, int, list[tuple[int, Any]]]:
         """Group the partition batch by batch (partial groups merged as they pile up)."""
@@ -451,20 +446,16 @@ class HashedSpill:
 
     def _split(self, path: Path, depth: int) -> list[Path]:
         fanout = fanout_for(path.stat().st_size * _HASHED_BYTES_FACTOR, max(self.budget.free // 2, 1))
-        children = [path.with_name(f"{path.stem}-{index:03d}.arrow") for index in range(fanout)]
-        writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * fanout
+        children = PartitionFiles(path.parent, f"{path.stem}-", fanout, depth)
         try:
             for table in self._batches(path):
-                _write_tables(table, _partition_ids(_identity_hash(table, self.width), depth, fanout), fanout,
-                              children, writers)
+                children.add(table, _identity_hash(table, self.width))
         finally:
-            for writer in writers:
-                if writer is not None:
-                    writer.close()
+            children.close()
         path.unlink()
         STATS.repartitions += 1
         STATS.partitions += fanout
-        return children
+        return children.paths
 
 
 def _identity_hash(table: pa.Table, width: int) -> np.ndarray:
@@ -476,8 +467,55 @@ def _identity_hash(table: pa.Table, width: int) -> np.ndarray:
     return combined
 
 
+def read_tables(path: Path) -> Iterator[pa.Table]:
+    """The tables written to one partition file, in the order written (memory-mapped: nothing read twice)."""
+    with pa.memory_map(str(path)) as source, pa.ipc.open_stream(source) as reader:
+        for batch in reader:
+            yield pa.Table.from_batches([batch])
+
+
+class PartitionFiles:
+    """Arrow tables hash-partitioned into one IPC stream file per partition: the partitioner of the
+    uniqueness spill and of the ``references`` semi-join. Rows with equal hashes land in the same partition
+    (``partition_ids`` with this ``depth``'s salt); a partition never written has no file."""
+
+    def __init__(self, directory: Path, stem: str, fanout: int, depth: int = 0) -> None:
+        self.fanout, self.depth = fanout, depth
+        self.paths = [directory / f"{stem}{index:03d}.arrow" for index in range(fanout)]
+        self._writers: list[pa.ipc.RecordBatchStreamWriter | None] = [None] * fanout
+        self._opened = [False] * fanout
+        self.rows = [0] * fanout  # rows written to each partition
+
+    def add(self, table: pa.Table, hashes: np.ndarray, budget: MemoryBudget | None = None) -> None:
+        """Append ``table``'s rows to the partitions of their ``hashes`` (under a budget in slices whose
+        temporaries fit the reader's share)."""
+        slices = _slices(table.num_rows, budget) if budget is not None else [(0, table.num_rows)]
+        for start, end in slices:
+            counts = _write_tables(table.slice(start, end - start),
+                                   partition_ids(hashes[start:end], self.depth, self.fanout),
+                                   self.fanout, self.paths, self._writers)
+            for partition in np.flatnonzero(counts).tolist():
+                self.rows[partition] += int(counts[partition])
+        for index, writer in enumerate(self._writers):
+            self._opened[index] = self._opened[index] or writer is not None
+
+    def close(self) -> None:
+        for index, writer in enumerate(self._writers):
+            if writer is not None:
+                writer.close()
+                self._writers[index] = None
+
+    def written(self) -> list[Path]:
+        """The files of the partitions that received rows (call ``close`` first)."""
+        return [path for path, opened in zip(self.paths, self._opened, strict=True) if opened]
+
+    def holds(self, index: int) -> bool:
+        return self._opened[index]
+
+
 def _write_tables(table: pa.Table, ids: np.ndarray, fanout: int, paths: Sequence[Path],
-                  writers: list[pa.ipc.RecordBatchStreamWriter | None]) -> None:
+                  writers: list[pa.ipc.RecordBatchStreamWriter | None]) -> np.ndarray:
+    """Append each row of ``table`` to the file of its partition ``ids``; the rows written to each."""
     order, bounds = _grouped_order(ids, fanout)
     grouped = table.take(pa.array(order))
     for index in range(fanout):
@@ -488,3 +526,4 @@ def _write_tables(table: pa.Table, ids: np.ndarray, fanout: int, paths: Sequence
                 writer = writers[index] = pa.ipc.new_stream(str(paths[index]), table.schema)
             writer.write_table(grouped.slice(start, end - start))
     STATS.bytes_written += grouped.nbytes
+    return np.diff(bounds)

@@ -12,11 +12,16 @@ every column it reads has a declared type, does not bind as a boolean over those
 from __future__ import annotations
 
 import json
+import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from batchlane.checking import budget
 
 # The declared column types as DuckDB types (binding an expression at load needs the row's types).
 DUCKDB_TYPES = {
@@ -26,6 +31,7 @@ DUCKDB_TYPES = {
     "timestamp": "TIMESTAMP", "date": "DATE",
 }
 _RESULT = "__lane_expect"
+DUCKDB_MIN_MEMORY = 16 * 1024 * 1024  # below this DuckDB cannot run a filter over a batch
 
 
 class ExpressionError(ValueError):
@@ -33,13 +39,25 @@ class ExpressionError(ValueError):
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with no way out: no files, no network, no extensions, configuration locked."""
-    return duckdb.connect(":memory:", config={
+    """An in-memory DuckDB with no way out: no files, no network, no extensions, configuration locked.
+
+    Under the check's memory budget (``budget.active()``) DuckDB is held to a share of it (``memory_limit``:
+    half the reader's share, where the batch it reads and the rules' temporaries live, at least
+    ``DUCKDB_MIN_MEMORY``) on one thread, and anything it must spill goes to a private temporary directory
+    (it creates and removes it itself; without one it would use ``.tmp`` in the working directory). A row
+    expression needing more than that FAILs its rule with DuckDB's out-of-memory message."""
+    config: dict[str, str | bool | int | float | list[str]] = {
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        "lock_configuration": True,
-    })
+    }
+    active = budget.active()
+    if active is not None:
+        limit = max(active.reader_reserve // 2, DUCKDB_MIN_MEMORY)
+        config.update(memory_limit=f"{limit // budget.KIB}KiB", threads=1,
+                      temp_directory=str(Path(tempfile.gettempdir()) / f"lane-duckdb-{uuid.uuid4().hex}"))
+    config["lock_configuration"] = True  # last: nothing may change the settings above
+    return duckdb.connect(":memory:", config=config)
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         "earlier `lane check --json`; without it they pass and say there was nothing to compare")
     parser.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                         help="keep the checker's working memory under SIZE (e.g. 256MB, 2GiB; at least 64MiB): "
-                        "uniqueness spills to disk beyond it, with the same evidence (default: unbounded; "
+                        "uniqueness and `references` spill to disk beyond it and a big row group is read in parts, "
+                        "with the same evidence (default: unbounded; "
                         "inside AWS Lambda derived from the function's memory)")
     parser.set_defaults(func=run)
 

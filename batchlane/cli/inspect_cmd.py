@@ -31,6 +31,7 @@ from batchlane.receipts import (
     CheckReceipt,
     GateReceipt,
     MaterializeReceipt,
+    PartitionCheck,
     PinnedProduct,
     RunManifest,
     parse_manifest,
@@ -261,6 +262,8 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
                                 f" · {_rows(receipt.rows)} · {receipt.seconds:.3f}s"))
         if warnings:
             out.print(Text.assemble(("  warnings", "yellow"), " (severity warn, not blocking): ", ", ".join(warnings)))
+        if receipt.partition_check is not None:
+            out.print(partition_check_text(receipt.partition_check))
         if receipt.rules:
             out.print(rules_table(receipt))
         if receipt.error:
@@ -270,6 +273,14 @@ def print_receipt(key: str, receipt: BeginReceipt | MaterializeReceipt | CheckRe
                                 f" · {receipt.reason}" if receipt.reason else ""))
         for file in receipt.proof:
             out.print(f"  proof  {file.uri}  {_rows(file.rows)}  sha256 {file.sha256}")
+
+
+def partition_check_text(how: PartitionCheck) -> Text:
+    """Which partitions a check read and whose evidence it reused (a partitioned product)."""
+    read = f"read {len(how.read)} partition(s)" + (f" ({len(how.keys_only)} for keys only)" if how.keys_only else "")
+    reused = (f", reused the evidence of {len(how.reused)} from {how.reused_from}" if how.reused else "")
+    why = f"; read in full: {'; '.join(how.full_read)}" if how.full_read else ""
+    return Text(f"  partitions: {read}{reused}{why}")
 
 
 def pinned_product_text(pinned: PinnedProduct, pattern: str) -> Text:

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from batchlane.hashcache import HashCache
+from batchlane.hashcache import enabled as hash_cache_enabled
 from batchlane.joblocks import process_running
 from batchlane.receipts import FileDigest, LaneEvent
 from batchlane.stores.base import (
@@ -56,6 +58,8 @@ class LocalObjectStore:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / ".tmp"
+        # digests of unchanged files, for planning (inputs, reused partitions); never for checks or recording
+        self.hash_cache = HashCache(self.root / "cache" / "hashes.sqlite") if hash_cache_enabled() else None
         self._tmp.mkdir(exist_ok=True)
         self._sweep_tmp()
 
@@ -161,12 +165,18 @@ class LocalObjectStore:
         return FileDigest(uri=self.uri(key), size=size, sha256=sha)
 
     def holds(self, key: str, recorded: FileDigest) -> bool:
-        """Re-hashed: a local file can be rewritten in place."""
-        try:
-            actual = self.digest(key)
-        except NotFound:
+        """Re-hashed (a local file can be rewritten in place), unless the hash cache knows the file unchanged
+        since it was hashed (``batchlane.hashcache``: same inode, size, mtime and ctime)."""
+        path = self._path(key)
+        if not path.is_file():
             return False
-        return (actual.size, actual.sha256) == (recorded.size, recorded.sha256)
+        if self.hash_cache is None:
+            actual = self.digest(key)
+            return (actual.size, actual.sha256) == (recorded.size, recorded.sha256)
+        try:
+            return self.hash_cache.sha256(path) == (recorded.size, recorded.sha256)
+        except FileNotFoundError:
+            return False
 
     def open_read(self, key: str) -> Iterator[bytes]:
         path = self._path(key)

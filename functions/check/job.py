@@ -4,8 +4,12 @@
 
 The same call as functions/check/handler.py: ``batchlane.gate.check`` records the attempt's materialize receipt
 (hashing the staged files itself) and checks the product against its contract, writing the check receipt. The
-product files are streamed from S3 onto the job's disk by the store's ``fetch`` (the core checks local files);
-memory stays bounded by the lane's ``check.max_memory`` where the spec sets one.
+product files are read in place, never copied to the job's disk (``read_in_place``, batchlane/stores/s3_ranged.py):
+each file is pinned at the S3 version the materialize receipt recorded, pyarrow fetches its footer and the column
+chunks the rules need by ranged GETs, and a background thread streams the whole version once for its SHA-256 (the
+receipt proves exact bytes). A file replaced or deleted meanwhile FAILs the check naming it; bytes of two versions
+are never mixed. Network cost: each file's size plus the chunks the rules read. Memory stays bounded by the
+lane's ``check.max_memory`` where the spec sets one.
 
 Exit 0 when a check receipt exists (PASS or FAIL: the verdict is in the receipt, Decide reads it). When the check
 runs out of memory, or Batch stops the job (SIGTERM at its time limit or a cancellation), the job writes an
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = lane_backend()
     signal.signal(signal.SIGTERM, _stop)
     try:
-        receipt = check(backend, spec, run_id, output, attempt)
+        receipt = check(backend, spec, run_id, output, attempt, read_in_place=True)
     except MemoryError:
         receipt = record_check_failure(
             backend, spec, run_id, output, attempt,

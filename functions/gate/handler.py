@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from batchlane.gate import NotCertified, close_run, decide, repair_run, resolve, unsettled, verify_files
+from batchlane.partitions import BATCH_ARRAY_MAX, array_timeout_seconds, batch_array_size
 from batchlane.plan import PlanError, begin_output, plan_run
 from batchlane.receipts import manifest_key, receipt_key
 from batchlane.recording import record_crash
@@ -104,11 +105,29 @@ def _work(spec: LaneSpec, outputs: list[str] | tuple[str, ...], *, redrives: int
 
 
 def begin(event: dict) -> dict:
+    """A new attempt. ``array_size`` >= 2: submit the job as an array job of that size (a partitioned output,
+    one child per partition to build); 0: a plain job. More partitions to build than an array job holds fail the
+    attempt here (action ``failed``, the receipt says why)."""
     backend, spec = _context()
     run_id, output = _require(event, "run_id", "output")
-    start = begin_output(backend, spec, run_id, output, trigger=event.get("trigger") or "console")
-    return {"output": output, "attempt": start.attempt, "action": start.action,
-            "attempt_str": str(start.attempt)}
+    start = begin_output(backend, spec, run_id, output, trigger=event.get("trigger") or "console",
+                         max_partitions_to_build=BATCH_ARRAY_MAX)
+    array_size = batch_array_size(start.partitions_to_build)
+    result = {"output": output, "attempt": start.attempt, "action": start.action,
+              "attempt_str": str(start.attempt), "array_size": array_size}
+    if "materialize_timeout_seconds" in event:  # the array's children run in rounds of the job slots
+        result["timeout_seconds"] = array_timeout_seconds(
+            array_size, int(event["materialize_timeout_seconds"]), _env_int("LANE_JOB_TIMEOUT_SECONDS", 0),
+            _env_int("LANE_JOB_SLOTS", 1))
+    return result
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"environment {name}={raw!r} is not a whole number (set by the stack)") from None
 
 
 def crash(event: dict) -> dict:
@@ -137,6 +156,11 @@ def _describe_failure(error: Any, cause: Any) -> tuple[str, str]:
         parts = [text]
         if exit_code is not None:
             parts.append(f"exit code {exit_code}")
+        array = detail.get("ArrayProperties") or detail.get("arrayProperties")
+        if isinstance(array, dict) and array.get("Size", array.get("size")):  # an array job: how its children ended
+            summary = array.get("StatusSummary") or array.get("statusSummary") or {}
+            failed = summary.get("FAILED", 0) if isinstance(summary, dict) else "?"
+            parts.append(f"array job: {failed} of {array.get('Size', array.get('size'))} child jobs failed")
         if reason:
             parts.append(str(reason))
         if detail.get("message"):

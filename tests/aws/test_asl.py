@@ -78,14 +78,37 @@ def _reachable(states: dict[str, dict], start: str) -> list[str]:
 
 def test_memoized_and_blocked_outputs_end_without_a_job_or_a_check():
     iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
-    routes = {choice["StringEquals"]: choice["Next"] for choice in iteration["ToRun?"]["Choices"]}
+    routes = {choice["StringEquals"]: choice["Next"] for choice in iteration["ToRun?"]["Choices"]
+              if "StringEquals" in choice}
     assert routes == {"memoized": "Memoized", "blocked": "Blocked", "failed": "Decide"}
     assert iteration["ToRun?"]["Default"] == "Materialize"
     for action in ("memoized", "blocked"):
         assert _reachable(iteration, routes[action]) == [routes[action]], action
         assert iteration[routes[action]]["Type"] == "Pass" and iteration[routes[action]]["End"] is True
-    # a failed begin (inputs unreadable) is decided (rejected) without a job
-    assert "Materialize" not in _reachable(iteration, routes["failed"])
+    # a failed begin (inputs unreadable, too many partitions) is decided (rejected) without a job
+    assert not {"Materialize", "MaterializeArray"} & set(_reachable(iteration, routes["failed"]))
+
+
+def test_partitions_to_build_go_to_an_array_job_of_that_size_else_a_plain_job():
+    """Begin's start.array_size >= 2 submits the materializer as a Batch array job (one child per partition to
+    build); otherwise the plain job. Both are the same submission, with the same retries and catch; the array's
+    timeout counts its rounds of children."""
+    iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
+    choices = iteration["ToRun?"]["Choices"]
+    assert choices[-1] == {"And": [{"Variable": "$.start.action", "StringEquals": "materialize"},
+                                   {"Variable": "$.start.array_size", "NumericGreaterThanEquals": 2}],
+                           "Next": "MaterializeArray"}
+    assert all("StringEquals" in choice for choice in choices[:-1])      # memoized/blocked/failed are decided first
+    plain, array = iteration["Materialize"], iteration["MaterializeArray"]
+    assert array["Parameters"].pop("ArrayProperties") == {"Size.$": "$.start.array_size"}
+    assert "ArrayProperties" not in plain["Parameters"]
+    for key in ("Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch", "Next"):
+        assert array[key] == plain[key], key
+    # the array waits for its rounds of children (Begin computes it from the single job's wait)
+    assert (plain["TimeoutSecondsPath"], array["TimeoutSecondsPath"]) == (
+        "$.materialize_timeout_seconds", "$.start.timeout_seconds")
+    assert iteration["Begin"]["Parameters"]["materialize_timeout_seconds.$"] == "$.materialize_timeout_seconds"
+    assert array["Next"] == "Check" and array["Catch"][0]["Next"] == "RecordCrash"
 
 
 def test_no_output_waits_for_another():
@@ -109,7 +132,7 @@ def test_iterations_end_with_their_output_name_only():
 def test_iterations_catch_everything_and_never_fail():
     iteration = _definition()["States"]["Outputs"]["ItemProcessor"]["States"]
     assert not [name for name, state in iteration.items() if state["Type"] == "Fail"]
-    for name in ("Begin", "Materialize", "RecordCrash", "Check", "CheckJob", "Decide", "RecordCheckFailure",
+    for name in ("Begin", "Materialize", "MaterializeArray", "RecordCrash", "Check", "CheckJob", "Decide", "RecordCheckFailure",
                  "RecordCheckJobFailure"):
         assert any("States.ALL" in catch["ErrorEquals"] for catch in iteration[name]["Catch"]), name
     job = iteration["Materialize"]

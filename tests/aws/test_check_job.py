@@ -249,3 +249,144 @@ def test_staged_bytes_sums_the_attempts_staging_files_without_reading_them(tmp_p
     backend.store.put_once("staging/r1/o/0002/part-0000.parquet", b"y" * 5000)
     assert handler.staged_bytes(backend, "r1", "o", 1) == 1002
     assert handler.staged_bytes(backend, "r1", "o", 3) == 0
+
+
+WIDE_SPEC = """\
+lane: wide
+outputs:
+  events:
+    inputs: {events: data/events.csv}
+    contract:
+      columns:
+        event_id: {type: int64, not_null: true, unique: true}
+      row_count: {min: 1}
+"""
+
+
+def _wide_lane(directory: Any, rows: int = 20_000) -> Any:
+    """A lane whose one product holds a narrow checked key next to a wide column no rule reads."""
+    import random
+
+    spec = copy_example(directory)
+    spec.write_text(WIDE_SPEC)
+    generator = random.Random(3)
+    lines = ["event_id,note"] + [f"{number},{generator.getrandbits(480):0120x}" for number in range(rows)]
+    (spec.parent / "data" / "events.csv").write_text("\n".join(lines) + "\n")
+    return spec
+
+
+class _ProductWire:
+    """GetObject calls of one boto3 client on Parquet keys: (Range header or None for a whole GET, bytes)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.gets = client, []
+        client.meta.events.register("before-call.s3.GetObject", self._before)
+        client.meta.events.register("after-call.s3.GetObject", self._after)
+
+    @staticmethod
+    def _before(params: dict, context: dict, **kwargs: Any) -> None:
+        context["wire"] = (params.get("url_path", ""), params.get("headers", {}).get("Range"))
+
+    def _after(self, parsed: dict, context: dict, **kwargs: Any) -> None:
+        path, wanted = context.get("wire", ("", None))
+        if path.endswith(".parquet") and "Error" not in parsed:
+            self.gets.append((wanted, int(parsed["ContentLength"])))
+
+    def close(self) -> None:
+        self.client.meta.events.unregister("before-call.s3.GetObject", self._before)
+        self.client.meta.events.unregister("after-call.s3.GetObject", self._after)
+
+
+def _recorded(lane: Any, run_id: str, output: str) -> tuple[int, Any]:
+    """A materialized attempt whose materialize receipt is recorded (hashing its files), not yet checked."""
+    from batchlane.recording import record_materialized
+    from batchlane.spec import load_spec
+
+    attempt = _begun_attempt(lane, run_id, output)
+    materialized = record_materialized(_backend(), load_spec(lane.spec_path), run_id, output, attempt)
+    assert materialized.status == "succeeded", materialized.error
+    return attempt, materialized
+
+
+def test_the_check_job_reads_the_product_in_place_fetching_only_the_columns_its_rules_need(moto_endpoint, tmp_path,
+                                                                                          monkeypatch):
+    """No download: the job never calls the store's fetch; the rule scan's ranged GETs move less than the file,
+    the hash stream reads it once in full, and the receipt's SHA-256 is the object's."""
+    import hashlib
+
+    from batchlane.evidence import load_receipt
+    from batchlane.stores.aws import S3ObjectStore
+    from batchlane.warm import lane_backend
+    from functions.check import job as check_job
+
+    spec = _wide_lane(tmp_path / "lane")
+    with deployed_lane(moto_endpoint, spec) as lane:
+        attempt, materialized = _recorded(lane, "run-wide", "events")
+        (product,) = materialized.outputs
+        stored = lane.client("s3").get_object(Bucket=product.uri.split("/")[2],
+                                              Key=product.uri.split("/", 3)[3])["Body"].read()
+        assert product.size == len(stored) > 1_000_000
+
+        def no_download(self: Any, key: str, destination: Any) -> Any:
+            raise AssertionError(f"the check job downloaded {key}")
+
+        monkeypatch.setattr(S3ObjectStore, "fetch", no_download)
+        wire = _ProductWire(lane_backend().store.s3)
+        try:
+            assert check_job.main(["--run-id", "run-wide", "--output", "events", "--attempt", str(attempt)]) == 0
+        finally:
+            wire.close()
+        checked = load_receipt(_backend(), "run-wide", "events", attempt, "check")
+        assert checked.verdict == "PASS", checked.error
+        assert checked.products[0].sha256 == hashlib.sha256(stored).hexdigest() == product.sha256
+        assert checked.products[0].version == product.version is not None
+
+        whole = [size for wanted, size in wire.gets if wanted is None]
+        ranged = sum(size for wanted, size in wire.gets if wanted is not None)
+        assert whole == [product.size]                     # the hash stream: every byte, once
+        assert 0 < ranged < product.size // 4, (ranged, product.size)   # the rule scan: footer + event_id chunks
+
+
+def test_a_product_replaced_after_materialize_fails_the_check_job_never_a_pass_of_other_bytes(moto_endpoint, tmp_path):
+    """Versioned bucket: a new version of a staged file after the materialize receipt recorded its version FAILs
+    the check naming both versions (even with the same bytes: the recorded version is what is pinned). Without versioning (suspended here) the replaced bytes are read consistently
+    by ETag and their SHA-256 differs from the receipt's: FAIL, as with a download."""
+    import io
+
+    import pyarrow.parquet as pq
+    from support.aws_env import BUCKET
+    from support.lane_aws import GATE_HANDLER
+
+    from batchlane.evidence import load_receipt
+    from functions.check import job as check_job
+
+    spec = _wide_lane(tmp_path / "lane", rows=2_000)
+    with deployed_lane(moto_endpoint, spec) as lane:
+        s3 = lane.client("s3")
+        attempt, materialized = _recorded(lane, "run-replaced", "events")
+        (product,) = materialized.outputs
+        key = product.uri.split("/", 3)[3]
+        newer = s3.put_object(Bucket=BUCKET, Key=key, Body=s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert check_job.main(["--run-id", "run-replaced", "--output", "events", "--attempt", str(attempt)]) == 0
+        checked = load_receipt(_backend(), "run-replaced", "events", attempt, "check")
+        assert checked.verdict == "FAIL" and not checked.rules
+        assert f"product file {key} cannot be read" in checked.error
+        assert f"is now version {newer['VersionId']}, not version {product.version} that was recorded" in checked.error
+        decision = GATE_HANDLER({"action": "decide", "run_id": "run-replaced", "output": "events", "attempt": attempt})
+        assert decision["decision"] == "rejected"
+        assert _backend().ledger.current("wide", "events") is None
+
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+        attempt, materialized = _recorded(lane, "run-unversioned", "events")
+        (product,) = materialized.outputs
+        assert product.version in (None, "null")
+        key = product.uri.split("/", 3)[3]
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        changed = io.BytesIO()
+        pq.write_table(table.slice(1), changed)          # a valid product, one row short: the rules alone pass it
+        s3.put_object(Bucket=BUCKET, Key=key, Body=changed.getvalue())
+        assert check_job.main(["--run-id", "run-unversioned", "--output", "events", "--attempt", str(attempt)]) == 0
+        checked = load_receipt(_backend(), "run-unversioned", "events", attempt, "check")
+        assert checked.verdict == "FAIL"
+        assert "product bytes changed between materialize and check" in checked.error
+        assert checked.products[0].size == len(changed.getvalue()) != product.size

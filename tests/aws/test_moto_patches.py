@@ -221,3 +221,64 @@ def test_canary_batch_describe_snapshot():
         assert batch_models.BatchBackend.describe_jobs(FakeBackend(), None) == [{"jobId": "first"}]
         assert batch_models.BatchBackend.describe_jobs(FakeBackend(), ["arn:first"]) == [{"jobId": "first"}]
         assert batch_models.BatchBackend.describe_jobs(FakeBackend(), ["other"]) == []
+
+
+# 7 ------------------------------------------------------------------------------------------- Array jobs
+
+# a child exits 1 when its index (or "none": no index) is FAIL_INDEX
+ARRAY_CHILD = ["python", "-c", "import os, sys; sys.exit(int(os.environ.get('AWS_BATCH_JOB_ARRAY_INDEX', 'none') == "
+                               "os.environ['FAIL_INDEX']))"]
+
+
+def _submit_array(queue: str, definition: str, size: int, fail_index: str) -> str:
+    return boto3.client("batch", region_name=REGION).submit_job(
+        jobName="array", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": size},
+        containerOverrides={"command": ARRAY_CHILD, "environment": [{"name": "FAIL_INDEX", "value": fail_index}]},
+    )["jobId"]
+
+
+def test_canary_batch_array_jobs(aws, tmp_path):
+    from moto.batch import models as batch_models
+
+    assert "array_properties" in inspect.signature(batch_models.BatchBackend.submit_job).parameters
+    assert hasattr(batch_models.Job, "_get_container_property")
+    batch = boto3.client("batch", region_name=REGION)
+    queue, definition = _batch()
+    with moto_patches.batch_subprocess(cwd=tmp_path, env={}) as jobs, moto_patches.batch_exit_code():
+        # stock moto: children run, but none knows its index, and a failed child leaves the parent SUBMITTED
+        stock = _submit_array(queue, definition, 2, "none")       # no child has an index: every child exits 1
+        children = [_wait_job(f"{stock}:{index}") for index in range(2)]
+        assert [child["status"] for child in children] == ["FAILED", "FAILED"]
+        assert all(moto_patches.ARRAY_INDEX_VARIABLE not in job["environment"] for job in jobs)
+        assert batch.describe_jobs(jobs=[stock])["jobs"][0]["status"] == "SUBMITTED", \
+            "moto now fails an array parent: check batch_array_jobs"
+        assert "arrayProperties" not in children[0]
+        with moto_patches.batch_array_jobs():
+            failing = _submit_array(queue, definition, 3, "1")
+            parent = _wait_job(failing)
+            passing = _submit_array(queue, definition, 2, "7")
+            passed = _wait_job(passing)
+            child = batch.describe_jobs(jobs=[f"{failing}:2"])["jobs"][0]
+            listed = batch.list_jobs(arrayJobId=failing)["jobSummaryList"]
+            # and through the interpreter: submitJob.sync of a failing array fails the task (stock: waits forever)
+            with moto_patches.sfn_shape_conversion():
+                task = _submit_job_sync(queue, definition)
+                parameters = task["States"]["Job"]["Parameters"]
+                parameters["ArrayProperties"] = {"Size": 2}
+                parameters["ContainerOverrides"] = {"Command": ARRAY_CHILD,
+                                                    "Environment": [{"Name": "FAIL_INDEX", "Value": "0"}]}
+                execution = _execute(task)
+    assert parent["status"] == "FAILED" and parent["arrayProperties"]["size"] == 3
+    assert parent["arrayProperties"]["statusSummary"]["FAILED"] == 1
+    assert parent["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 2
+    assert passed["status"] == "SUCCEEDED"
+    assert child["arrayProperties"] == {"index": 2} and child["jobId"] == f"{failing}:2"
+    assert sorted(item["jobId"] for item in listed) == [f"{failing}:{index}" for index in range(3)]
+    ran = {job["job_id"]: job for job in jobs}
+    for index in range(3):
+        environment = ran[f"{failing}:{index}"]["environment"]
+        assert environment[moto_patches.ARRAY_INDEX_VARIABLE] == str(index)
+        assert environment["AWS_BATCH_JOB_ID"] == f"{failing}:{index}"
+        assert ran[f"{failing}:{index}"]["exit_code"] == (index == 1)
+    assert execution["status"] == "FAILED" and execution["error"] == "States.TaskFailed", execution
+    assert json.loads(execution["cause"])["ArrayProperties"]["StatusSummary"]["FAILED"] == 1

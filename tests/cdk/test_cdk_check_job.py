@@ -56,6 +56,10 @@ def test_state_machine_submits_both_job_definitions_by_name_and_check_function_k
     assert subs["CheckJobTimeoutSeconds"] == str((30 + 120) * 60 + 600)   # RUNNABLE + job timeout + start
     check = resources(template, "AWS::Lambda::Function")[logical(template, "AWS::Lambda::Function", "CheckFunction")]
     assert check["Properties"]["Environment"]["Variables"]["LANE_CHECK_LAMBDA_MAX_BYTES"] == str(2 * 1024**3)
+    # Begin sizes an array job's wait: one job timeout per round of children, max_vcpus / job_vcpu at once
+    gate = resources(template, "AWS::Lambda::Function")[logical(template, "AWS::Lambda::Function", "GateFunction")]
+    gate_env = gate["Properties"]["Environment"]["Variables"]
+    assert (gate_env["LANE_JOB_TIMEOUT_SECONDS"], gate_env["LANE_JOB_SLOTS"]) == (str(60 * 60), "16")
 
 
 @pytest.mark.parametrize("context, message", [

@@ -388,6 +388,10 @@ def test_the_p7_benchmark_harness_runs_both_checks_side_by_side(tmp_path):
     found = p7.measure(tmp_path, rounds=1, rows=100_000)
     assert found["passed"] and found["bounded"]["exit_codes"] == [0] and found["unbounded"]["exit_codes"] == [0]
     assert "--max-memory 256MB" in found["command"] and found["peak_rss_mb"] > 0 and found["time_ratio"] > 0
+    huge = found["huge_row_group"]  # the extra figure: one row group of as many rows, checked under 128MB
+    assert huge["passed"] and huge["rows"] == 100_000 and huge["row_groups"] == 1
+    assert "--max-memory 128MB" in huge["command"] and huge["bounded"]["peak_rss_bytes"] > 0
+    assert huge["baseline"]["peak_rss_bytes"] > 0 and isinstance(huge["within_budget"], bool)
     path, _ = p7.ensure_keys(tmp_path, 100_000)
     import pyarrow.parquet as pq
 

@@ -13,6 +13,7 @@ import pytest
 from batchlane.backends import local_backend
 from batchlane.gate import read_table
 from batchlane.partitions import build_count, merkle_root, partition_report_key
+from batchlane.reading import NotCertified
 from batchlane.receipts import BeginReceipt, MaterializeReceipt, parse_receipt, receipt_key
 
 TRANSFORMS = '''
@@ -205,6 +206,52 @@ def test_tampered_certified_partition_is_rebuilt_not_reused(parts, lane_home, la
     assert certified_days(lane_home) == [1, 2, 3, 4]
 
 
+ATTACKER = """
+import os
+from pathlib import Path
+
+
+def events(day, rates):
+    marker = Path(__file__).with_name("ATTACK")
+    if marker.exists():  # while building this partition, rewrite the first certified partition file
+        home = Path(os.environ.get("LANE_HOME") or Path(__file__).parents[1] / "home")
+        victim = sorted(home.glob("staging/*/events/0001/part-0000.parquet"))[0]
+        victim.chmod(0o644)
+        victim.write_bytes(victim.read_bytes()[:-8] + b"tampered")
+        marker.unlink()
+    out = day.copy()
+    out["amount"] = out["value"] * float(rates["rate"].iloc[0])
+    return out[["id", "day", "amount"]]
+"""
+
+
+def test_job_that_rewrites_a_reused_partition_fails_the_check_and_the_rerun_rebuilds_it(parts, lane_home,
+                                                                                          lane_json):
+    """The recorder takes a reused partition's digest from the attempt's begin (hashed then); the job runs in
+    between and may write where it should not. The check hashes every file, so the rewrite is a FAIL, never a
+    certification of other bytes, and the next attempt finds the file changed and builds it again."""
+    (parts / "transforms.py").write_text(ATTACKER)
+    code, first = run(lane_json, parts)
+    assert code == 0, first
+    (parts / "ATTACK").touch()
+    write_day(parts, 4)
+    code, attacked = run(lane_json, parts)
+    assert code == 1
+    materialized = receipt(lane_home, attacked["run_id"], 1, "materialize")
+    assert statuses(materialized)["data/day-1.csv"] == "reused"
+    assert attacked["outputs"]["events"]["state"] == "rejected", attacked
+    checked = receipt(lane_home, attacked["run_id"], 1, "check")
+    assert checked.verdict == "FAIL"
+    with pytest.raises(NotCertified, match="changed since certification"):  # in force, but its bytes are gone:
+        certified_days(lane_home)                                             # refused, never served
+    code, rerun = lane_json("rerun", attacked["run_id"], "--failed")
+    assert code == 0, rerun
+    again = receipt(lane_home, attacked["run_id"], 2, "materialize")
+    assert statuses(again)["data/day-1.csv"] == "built"  # its recorded bytes are gone: rebuilt, not reused
+    assert statuses(again)["data/day-4.csv"] == "reused"
+    assert certified_days(lane_home) == [1, 2, 3, 4]
+
+
 def test_array_job_builds_one_partition_per_index_and_records_them_together(parts, lane_home, lane_json,
                                                                              monkeypatch):
     """The AWS array-job interface: ``--partition-index N`` (or AWS_BATCH_JOB_ARRAY_INDEX) builds the Nth
@@ -339,3 +386,73 @@ def test_partitions_read_a_product_input_whole_and_rebuild_when_its_bytes_change
     assert calls(parts) == [1, 2, 3, 4]
     amounts = read_table(local_backend(lane_home), "parts", "events").column("amount").to_pylist()
     assert sorted(amounts) == [3.0] * 8  # every partition was built from the new rates
+
+
+def test_the_check_reads_only_new_partitions_and_the_old_ones_a_new_key_range_overlaps(parts, lane_home, lane,
+                                                                                       lane_json):
+    """Partition evidence (issue 11): the first check records each partition's hash, rows and rule summaries; the
+    next reuses them for unchanged partitions (re-hashing their bytes) and reads only the new partition, plus the
+    old partitions whose key range overlaps it, so a repeated key across partitions still fails."""
+    code, first = run(lane_json, parts)
+    assert code == 0, first
+    checked = receipt(lane_home, first["run_id"], 1, "check")
+    names = ["data/day-1.csv", "data/day-2.csv", "data/day-3.csv"]
+    assert checked.partition_check.read == names and checked.partition_check.reused_from is None
+    assert [(e.name, e.sha256, e.rows) for e in checked.partition_evidence] == [
+        (name, product.sha256, 2) for name, product in zip(names, checked.products, strict=True)]
+
+    write_day(parts, 4)
+    code, added = run(lane_json, parts)
+    assert code == 0, added
+    checked = receipt(lane_home, added["run_id"], 1, "check")
+    assert checked.partition_check.read == ["data/day-4.csv"] and checked.partition_check.reused == names
+    assert checked.partition_check.reused_from == receipt_key(first["run_id"], "events", 1, "gate")
+    assert "unique(id)" in checked.partition_check.rules_reused and checked.rows == 8
+    code, shown, _ = lane("show", added["run_id"], "events")
+    assert code == 0 and "partitions: read 1 partition(s), reused the evidence of 3 from receipts/" in shown
+
+    write_day(parts, 5, ids=[22, 23])  # 22 is day 2's key; only day 2's id range overlaps 22..23
+    code, repeated = run(lane_json, parts)
+    assert code == 1
+    checked = receipt(lane_home, repeated["run_id"], 1, "check")
+    (unique,) = [rule for rule in checked.failing_rules if rule.rule == "unique"]
+    assert unique.failing_sample == [22] and unique.detail == "9 distinct keys in 10 rows without nulls; 1 keys repeat"
+    assert checked.partition_check.read == ["data/day-2.csv", "data/day-5.csv"]
+    assert checked.partition_check.keys_only == ["data/day-2.csv"]
+    assert certified_days(lane_home) == [1, 2, 3, 4]  # the FAIL lends no evidence: the next check reuses day 4's
+    (parts / "data" / "day-5.csv").unlink()
+    write_day(parts, 6)
+    code, fixed = run(lane_json, parts)
+    assert code == 0, fixed
+    checked = receipt(lane_home, fixed["run_id"], 1, "check")
+    assert checked.partition_check.reused_from == receipt_key(added["run_id"], "events", 1, "gate")
+    assert checked.partition_check.read == ["data/day-6.csv"]
+
+
+def test_a_revoked_certification_lends_no_evidence_to_the_next_check(parts, lane_home, lane, lane_json):
+    code, first = run(lane_json, parts)
+    assert code == 0, first
+    code, _, err = lane("revoke", "parts", "events", "--reason", "bad upstream data")
+    assert code == 0, err
+    write_day(parts, 4)
+    code, after = run(lane_json, parts)
+    assert code == 0, after
+    checked = receipt(lane_home, after["run_id"], 1, "check")
+    assert checked.partition_check.reused == [] and len(checked.partition_check.read) == 4
+    assert checked.partition_check.full_read == [
+        "the certification of parts/events in force was revoked (bad upstream data): every partition is read"]
+
+
+def test_evidence_in_a_check_receipt_altered_after_certification_is_not_reused(parts, lane_home, lane_json):
+    code, first = run(lane_json, parts)
+    assert code == 0, first
+    stored = lane_home / receipt_key(first["run_id"], "events", 1, "check")
+    stored.chmod(0o644)
+    stored.write_bytes(stored.read_bytes().replace(b'"rows":2', b'"rows":3', 1))  # forged evidence
+    write_day(parts, 4)
+    code, after = run(lane_json, parts)
+    assert code == 0, after
+    checked = receipt(lane_home, after["run_id"], 1, "check")
+    assert checked.partition_check.reused == [] and len(checked.partition_check.read) == 4
+    assert "cannot lend its evidence" in checked.partition_check.full_read[0]
+    assert checked.verdict == "PASS" and checked.rows == 8  # counted from the data, not from the forged receipt

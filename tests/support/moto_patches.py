@@ -20,6 +20,16 @@ the name or makes the patch unnecessary.
 6. ``batch_describe_snapshot`` - ``BatchBackend.describe_jobs`` iterates the live job dict; a
    concurrent ``SubmitJob`` (parallel Map iterations) makes it raise "dictionary changed size during
    iteration", which the interpreter turns into an uncatchable ``States.Runtime``. Iterate a snapshot.
+7. ``batch_array_jobs`` - moto's ``SubmitJob`` with ``arrayProperties.size`` N creates the parent and N child
+   jobs ``PARENT:0`` .. ``PARENT:N-1`` (each runs, through patch 4), and ``ListJobs(arrayJobId=...)`` lists them;
+   but (a) no child gets ``AWS_BATCH_JOB_ARRAY_INDEX``, and (moto's source) every ``environment`` read
+   appends ``AWS_BATCH_JOB_ID`` to the override list it returns, which the children share with the parent, so a
+   child may read another job's id; (b) the parent only ever leaves SUBMITTED when every child SUCCEEDED: with one child
+   FAILED it stays SUBMITTED forever, so ``batch:submitJob.sync`` never ends; (c) a child's DescribeJobs has no
+   ``arrayProperties.index``. Patched as AWS documents array jobs (AWS Batch User Guide, "Array jobs"): each
+   job's environment is built afresh with its own ``AWS_BATCH_JOB_ID`` and, for a child, its
+   ``AWS_BATCH_JOB_ARRAY_INDEX``; the parent is PENDING while children run, then SUCCEEDED when all
+   succeeded, else FAILED; a child describes its ``arrayProperties.index``.
 """
 
 from __future__ import annotations
@@ -268,6 +278,62 @@ def batch_describe_snapshot() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------
+# 7. Array jobs: the child's environment, the parent's status from its children, the child's index
+
+ARRAY_INDEX_VARIABLE = "AWS_BATCH_JOB_ARRAY_INDEX"
+_ORIGINAL_CONTAINER_PROPERTY = batch_models.Job._get_container_property
+_TERMINAL = (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+def _child_index(job: Any) -> int | None:
+    index = (job.array_properties or {}).get("index")
+    return index if isinstance(index, int) and job._child_jobs is None else None
+
+
+def _container_property(self: Any, name: str, default: Any) -> Any:
+    if name != "environment":
+        return _ORIGINAL_CONTAINER_PROPERTY(self, name, default)
+    overrides = {item["name"]: item["value"] for item in self.container_overrides.get("environment") or []}
+    defined = {item["name"]: item["value"] for item in self.job_definition.container_properties.get("environment")
+               or []}
+    values = {**defined, **overrides, "AWS_BATCH_JOB_ID": self.job_id}   # the overrides win, as on AWS
+    index = _child_index(self)
+    if index is not None:
+        values[ARRAY_INDEX_VARIABLE] = str(index)
+    return [{"name": key, "value": value} for key, value in values.items()]
+
+
+def _describe_array(current: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    def describe(self: Any) -> dict[str, Any]:
+        result = current(self)
+        if self._child_jobs:
+            statuses = [child.status for child in self._child_jobs]
+            if all(status in _TERMINAL for status in statuses):
+                status = JobStatus.SUCCEEDED if all(s == JobStatus.SUCCEEDED for s in statuses) else JobStatus.FAILED
+                if not self.job_stopped:
+                    self.job_stopped, self.job_stopped_at = True, batch_models.datetime.now()
+                result["stoppedAt"] = batch_models.datetime2int_milliseconds(self.job_stopped_at)
+            else:
+                status = JobStatus.PENDING
+            self.status = status.value
+            result["status"] = status.value
+        index = _child_index(self)
+        if index is not None:
+            result["arrayProperties"] = {"index": index}
+        return result
+
+    return describe
+
+
+@contextmanager
+def batch_array_jobs() -> Iterator[None]:
+    """Enter after ``batch_exit_code`` (it wraps whatever ``Job.describe`` is then)."""
+    with mock.patch.object(batch_models.Job, "_get_container_property", _container_property), \
+         mock.patch.object(batch_models.Job, "describe", _describe_array(batch_models.Job.describe)):
+        yield
+
+
+# --------------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -280,6 +346,7 @@ def lane_patches(*, handlers: dict[str, Handler], job_cwd: Path, job_env: dict[s
         stack.enter_context(sfn_redrive_count())
         stack.enter_context(batch_exit_code())
         stack.enter_context(batch_describe_snapshot())
+        stack.enter_context(batch_array_jobs())
         calls = stack.enter_context(lambda_in_process(handlers, principals))
         jobs = stack.enter_context(batch_subprocess(cwd=job_cwd, env=job_env, path_map=path_map))
         yield {"lambda": calls, "batch": jobs}
