@@ -19,16 +19,16 @@ in the local store (``$LANE_HOME/cache/hashes.sqlite``); any error reading or wr
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from batchlane.checking.filehash import hash_file
+
 SWITCH = "LANE_HASH_CACHE"
 SETTLE_SECONDS = 2.0
-_CHUNK = 8 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
@@ -40,16 +40,6 @@ CREATE TABLE IF NOT EXISTS hashes (
 
 def enabled() -> bool:
     return os.environ.get(SWITCH, "").strip().lower() not in ("0", "false", "no", "off")
-
-
-def hash_file(path: Path) -> tuple[int, str]:
-    """(size, SHA-256) of a file, read in full."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _fingerprint(stat: os.stat_result) -> tuple[int, int, int, int, int]:

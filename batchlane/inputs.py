@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batchlane.hashcache import HashCache, hash_file
+from batchlane.checking.filehash import hash_file
+from batchlane.hashcache import HashCache
 from batchlane.receipts import FileDigest, InputDigest
 from batchlane.spec import LaneSpec
 

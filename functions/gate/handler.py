@@ -256,7 +256,7 @@ def resolve_output(event: dict) -> dict:
     (output,) = _require(event, "output")
     if output not in spec.outputs:
         raise BadRequest(f"lane {spec.lane!r} has no output {output!r}")
-    ttl = int(os.environ.get("LANE_RESOLVE_URL_TTL", "900"))
+    ttl = _env_int("LANE_RESOLVE_URL_TTL", 900)
     try:
         resolved = resolve(backend, spec.lane, output, verify_bytes=False)
         proofs = resolved.certification.proof
