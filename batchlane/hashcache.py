@@ -13,7 +13,9 @@ started; a file written just before it is hashed stays uncached until a later ru
 What it is not used for: the checker (a certification is decided from the bytes it reads and hashes itself),
 the recorder (it hashes what a job wrote) and the job (it copies and re-hashes every input it reads, against
 the digest planned here: a wrong cached digest would fail that job, never feed it other bytes). The cache lives
-in the local store (``$LANE_HOME/cache/hashes.sqlite``); any error reading or writing it falls back to hashing.
+in the local store (``$LANE_HOME/cache/hashes.sqlite``, SQLite's rollback journal: nothing is left beside the
+file between writes, so a command that hashes nothing leaves it byte for byte as it was); any error reading or
+writing it falls back to hashing.
 ``LANE_HASH_CACHE=0`` turns it off.
 """
 
@@ -63,7 +65,7 @@ class HashCache:
                 self.database.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.database, timeout=5, check_same_thread=False,
                                              isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA journal_mode=DELETE")  # no -wal/-shm files left between writes
                 connection.execute(_SCHEMA)
                 self._connection = connection
             except (OSError, sqlite3.Error):

@@ -7,15 +7,12 @@ import sqlite3
 
 
 def _snapshot(folder):
-    """Every file's bytes, and the rows of the ledger and of the digest cache (SQLite may move its write-ahead log
-    into the main file whenever a connection closes, so those are compared by content, not by bytes)."""
-    databases = [folder / "ledger.sqlite", folder / "cache" / "hashes.sqlite"]
+    """Every file's bytes, and the ledger's rows (SQLite may move its write-ahead log into the main file
+    whenever a connection closes, so the ledger is compared by content, not by bytes)."""
     files = {p: p.read_bytes() for p in folder.rglob("*")
-             if p.is_file() and not any(p.name.startswith(db.name) for db in databases)}
-    for database in databases:
-        if database.exists():
-            with sqlite3.connect(database) as db:
-                files[database] = "\n".join(db.iterdump()).encode()
+             if p.is_file() and not p.name.startswith("ledger.sqlite")}
+    with sqlite3.connect(folder / "ledger.sqlite") as db:
+        files[folder / "ledger.sqlite"] = "\n".join(db.iterdump()).encode()
     return files
 
 

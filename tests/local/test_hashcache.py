@@ -132,3 +132,20 @@ def test_a_lane_run_plans_from_the_cache_and_still_sees_a_changed_input(tmp_path
     (lane / "rows.csv").write_text("id,value\n1,1.5\n2,9.5\n")  # same size, new bytes
     code, changed = lane_json("run", lane / "lane.yaml")
     assert code == 0 and changed["outputs"]["rows"]["state"] == "certified", changed
+
+
+def test_a_cache_closed_later_leaves_its_file_byte_for_byte(tmp_path):
+    """Commands that must not write the store (`lane plan`, `lane lineage`) compare its bytes: a connection left
+    open by an earlier command in the same process must not rewrite the cache when it is collected."""
+    import gc
+
+    data = tmp_path / "x.csv"
+    data.write_bytes(b"abc")
+    cache = HashCache(tmp_path / "home" / "cache" / "hashes.sqlite", settle_seconds=0)
+    cache.sha256(data)
+    folder = tmp_path / "home" / "cache"
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    assert list(before) == ["hashes.sqlite"]  # nothing beside it between writes
+    del cache
+    gc.collect()
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
